@@ -1,0 +1,15 @@
+"""`modeldeploy run` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser("run", help="not implemented yet")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    raise SystemExit("modeldeploy run: not implemented yet")

@@ -1,0 +1,1 @@
+"""The optimization Job: accuracy-gated graph optimization, quantization, pruning and compilation."""
