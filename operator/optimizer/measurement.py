@@ -1,0 +1,87 @@
+"""Running models in ONNX Runtime and timing them side by side.
+
+Candidates are timed in interleaved rounds (each round runs every candidate once, in a rotating order),
+so a noisy neighbour on a shared machine slows all of them alike and the ratios stay fair.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from modeldeploy.optimizer.outcome import Timing
+from modeldeploy.optimizer.samples import Sample
+
+WARMUP_RUNS = 2
+MIN_ROUNDS = 5
+MAX_ROUNDS = 500
+
+
+def execution_providers() -> list[str]:
+    """The accelerator's provider first when this ONNX Runtime has one, then the CPU."""
+    available = ort.get_available_providers()
+    preferred = [name for name in ("CUDAExecutionProvider",) if name in available]
+    return [*preferred, "CPUExecutionProvider"]
+
+
+def open_session(path: Path, providers: Sequence[str] | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # ONNX Runtime's warnings about unused initializers are noise here
+    return ort.InferenceSession(str(path), options, providers=list(providers or execution_providers()))
+
+
+def run_all(session: ort.InferenceSession, samples: Sequence[Sample]) -> list[list[npt.NDArray[Any]]]:
+    return [list(session.run(None, dict(sample))) for sample in samples]
+
+
+def time_side_by_side(
+    runners: Mapping[str, Callable[[], object]], items_per_run: int, budget_s: float
+) -> dict[str, Timing]:
+    """Time each runner in interleaved rounds until `budget_s` is spent (at least MIN_ROUNDS rounds)."""
+    names = list(runners)
+    for name in names:
+        for _ in range(WARMUP_RUNS):
+            runners[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    started = time.perf_counter()
+    rounds = 0
+    while rounds < MAX_ROUNDS and (rounds < MIN_ROUNDS or time.perf_counter() - started < budget_s):
+        offset = rounds % len(names)
+        for name in names[offset:] + names[:offset]:
+            begin = time.perf_counter()
+            runners[name]()
+            samples[name].append(time.perf_counter() - begin)
+        rounds += 1
+    timings: dict[str, Timing] = {}
+    for name, seconds in samples.items():
+        values = np.array(seconds)
+        timings[name] = Timing(
+            latency_ms_p50=float(np.percentile(values, 50) * 1000),
+            latency_ms_p99=float(np.percentile(values, 99) * 1000),
+            throughput_per_s=float(items_per_run * len(values) / values.sum()),
+            batch_size=items_per_run,
+            runs=len(values),
+        )
+    return timings
+
+
+def session_runner(session: ort.InferenceSession, feed: Sample) -> Callable[[], object]:
+    frozen = dict(feed)
+    return lambda: session.run(None, frozen)
+
+
+def throughput_by_batch_size(
+    session: ort.InferenceSession, sample: Sample, batch_sizes: Sequence[int], budget_s: float
+) -> dict[int, float]:
+    """Items per second at each batch size (one request at a time), timed side by side."""
+    runners: dict[str, Callable[[], object]] = {}
+    for size in batch_sizes:
+        feed = {name: np.ascontiguousarray(np.repeat(array, size, axis=0)) for name, array in sample.items()}
+        runners[str(size)] = session_runner(session, feed)
+    per_call = time_side_by_side(runners, 1, budget_s)
+    return {int(name): int(name) * timing.throughput_per_s for name, timing in per_call.items()}

@@ -1,0 +1,493 @@
+"""The optimization run: fetch → inspect → prepare inputs → build and gate candidates → time them side by
+side → choose → compile → write the Triton repository and report.json.
+
+Every step that can break on a real model is caught and recorded as a `failed` candidate with its reason;
+only bad input (OptimizerInputError) or an unwritable output stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from modeldeploy.optimizer import candidates as steps
+from modeldeploy.optimizer import sources, tensorrt_engine
+from modeldeploy.optimizer.accuracy import AccuracyReport, compare
+from modeldeploy.optimizer.errors import OptimizerInputError
+from modeldeploy.optimizer.measurement import (
+    execution_providers,
+    open_session,
+    run_all,
+    session_runner,
+    throughput_by_batch_size,
+    time_side_by_side,
+)
+from modeldeploy.optimizer.options import OptimizeOptions
+from modeldeploy.optimizer.outcome import CandidateOutcome, Status
+from modeldeploy.optimizer.report import (
+    REPORT_NAME,
+    build_report,
+    complete_report,
+    read_local_report,
+    summary,
+)
+from modeldeploy.optimizer.samples import (
+    Sample,
+    augment,
+    batched,
+    generate,
+    index_bounds,
+    load_calibration,
+    probe_shapes,
+    split_held_out,
+)
+from modeldeploy.optimizer.selection import batch_sizes_to_measure, choose, preferred_batch_sizes
+from modeldeploy.optimizer.signature import ModelSignature, class_like_outputs, load_onnx, signature_of
+from modeldeploy.optimizer.triton_config import PLATFORMS, ServingConfig, build_config, render_config
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+DYNAMIC_QUANT_OPS = {"MatMul", "Gemm", "Attention", "LSTM", "GRU"}
+STATIC_QUANT_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+Log = Callable[[str], None]
+
+
+def log_to_stderr(line: str) -> None:
+    print(f"[optimize] {line}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class OptimizeRequest:
+    model_uri: str
+    output: str
+    name: str
+    options: OptimizeOptions
+    report_path: Path | None = None  # an extra copy of report.json; OUTPUT/report.json is always written
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    report: dict[str, Any]
+    cached: bool
+    report_location: str
+
+    def summary(self) -> dict[str, Any]:
+        return summary(self.report, cached=self.cached, location=self.report_location)
+
+
+def default_model_name(model_uri: str) -> str:
+    stem = Path(model_uri.rstrip("/")).stem or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+
+def check_model_name(name: str) -> str:
+    if not MODEL_NAME.match(name) or name in (".", ".."):
+        raise OptimizerInputError(
+            f"--name: {name!r} is not a valid Triton model name (letters, digits, _ . -)"
+        )
+    return name
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text[:300]}"
+
+
+@dataclass
+class _Run:
+    """The state one optimization run shares between its steps."""
+
+    options: OptimizeOptions
+    work: Path
+    signature: ModelSignature
+    held_out: list[Sample]
+    reference: list[list[Any]]
+    class_like: frozenset[str]
+    log: Log
+    feed: Sample  # what candidates are timed on (held-out sample 0 at the measured batch size)
+    shapes: dict[str, tuple[int, ...]]  # batch-1 input shapes used throughout
+    max_batch: int  # Triton's max_batch_size (0: no batching)
+    notes: list[str]
+    sessions: dict[str, ort.InferenceSession]
+
+    def gate(self, session: ort.InferenceSession) -> AccuracyReport:
+        names = [spec.name for spec in self.signature.outputs]
+        return compare(names, self.reference, run_all(session, self.held_out), self.class_like)
+
+    def judge(
+        self, name: str, base: str | None, path: Path, note: str, session: ort.InferenceSession
+    ) -> CandidateOutcome:
+        """Gate a loaded candidate: kept (and its session remembered for timing) or rejected."""
+        try:
+            accuracy = self.gate(session)
+        except Exception as error:
+            self.log(f"{name}: failed: running it: {_short(error)}")
+            return CandidateOutcome(name, "failed", f"running it failed: {_short(error)}", base=base)
+        bound = self.options.max_accuracy_drop
+        figures = f"cosine {accuracy.worst_cosine:.4f}" + (
+            f", top-1 agreement {accuracy.worst_top1:.4f}" if accuracy.worst_top1 is not None else ""
+        )
+        status: Status
+        if accuracy.passes(bound):
+            status, reason = "kept", f"{note}; accuracy drop {accuracy.drop:.4g} <= {bound} ({figures})"
+            self.sessions[name] = session
+        else:
+            status, reason = (
+                "rejected",
+                f"{note}; accuracy drop {accuracy.drop:.4g} exceeds {bound} ({figures})",
+            )
+        size = path.stat().st_size if path.suffix == ".plan" else steps.file_size(path)
+        outcome = CandidateOutcome(name, status, reason, path, size, accuracy, base=base)
+        self.log(f"{name}: {status}: {reason}")
+        return outcome
+
+    def try_step(
+        self, name: str, base: CandidateOutcome, build: Callable[[Path, Path], str]
+    ) -> CandidateOutcome:
+        if base.path is None:
+            raise ValueError(f"{base.name} has no model file")
+        target = self.work / f"{name}.onnx"
+        self.log(f"{name}: building from {base.name}")
+        try:
+            note = build(base.path, target)
+        except Exception as error:  # real graphs break quantizers in many ways: record and go on
+            self.log(f"{name}: failed: {_short(error)}")
+            return CandidateOutcome(name, "failed", _short(error), base=base.name)
+        try:
+            session = open_session(target)
+        except Exception as error:
+            reason = f"ONNX Runtime cannot load the result: {_short(error)}"
+            self.log(f"{name}: failed: {reason}")
+            return CandidateOutcome(name, "failed", reason, base=base.name)
+        return self.judge(name, base.name, target, note, session)
+
+
+def _runs(session: ort.InferenceSession, sample: Sample) -> bool:
+    try:
+        session.run(None, sample)
+    except Exception:
+        return False
+    return True
+
+
+def _prepare_inputs(
+    options: OptimizeOptions,
+    signature: ModelSignature,
+    bounds: dict[str, int],
+    session: ort.InferenceSession,
+    work: Path,
+) -> tuple[list[Sample], list[Sample], dict[str, Any], list[str]]:
+    notes: list[str] = []
+    if options.calibration_uri:
+        data = sources.fetch(options.calibration_uri, work / "calibration")
+        real = load_calibration(data, signature, limit=options.calibration_samples + options.gate_samples)
+        calibration, held_out = split_held_out(real, options.gate_samples)
+        if len(real) < 2:
+            notes.append(
+                "one calibration sample only: the gate judges on the input the quantizer calibrated on"
+            )
+        extra = augment(calibration, signature, count=len(calibration), seed=7)
+        for index, sample in enumerate(held_out):
+            if not _runs(session, sample):
+                raise OptimizerInputError(
+                    f"{options.calibration_uri}: the model does not run on held-out sample {index}"
+                )
+        info = {
+            "source": options.calibration_uri,
+            "real_samples": len(calibration),
+            "augmented_samples": len(extra),
+            "calibration_samples": len(calibration) + len(extra),
+            "held_out_samples": len(held_out),
+            "shapes": {name: list(array.shape) for name, array in held_out[0].items()},
+        }
+        return calibration + extra, held_out, info, notes
+    shapes = probe_shapes(signature, options.input_shapes, lambda sample: _runs(session, sample), bounds)
+    calibration = generate(signature, shapes, options.calibration_samples, seed=11, bounds=bounds)
+    held_out = generate(signature, shapes, options.gate_samples, seed=23, bounds=bounds)
+    notes.append(
+        "no calibration data: calibration and gate inputs were generated from the model's input shapes; "
+        "pass real samples (optimization.calibration.uri) for a gate that reflects real inputs"
+    )
+    info = {
+        "source": "generated",
+        "real_samples": 0,
+        "augmented_samples": 0,
+        "calibration_samples": len(calibration),
+        "held_out_samples": len(held_out),
+        "shapes": {name: list(shape) for name, shape in shapes.items()},
+    }
+    return calibration, held_out, info, notes
+
+
+def _quantization_steps(
+    options: OptimizeOptions, signature: ModelSignature, calibration: list[Sample]
+) -> list[tuple[str, Callable[[Path, Path], str]]]:
+    every: dict[str, Callable[[Path, Path], str]] = {
+        "int8-dynamic": steps.quantize_int8_dynamic,
+        "int8-static": lambda source, target: steps.quantize_int8_static(source, target, calibration),
+        "fp16": steps.convert_fp16,
+    }
+    if options.quantization == "none":
+        return []
+    if options.quantization != "auto":
+        return [(options.quantization, every[options.quantization])]
+    fitting = []
+    if signature.op_types & DYNAMIC_QUANT_OPS:
+        fitting.append("int8-dynamic")
+    if signature.op_types & STATIC_QUANT_OPS:
+        fitting.append("int8-static")
+    fitting.append("fp16")
+    return [(name, every[name]) for name in fitting]
+
+
+def _measure(run: _Run, outcomes: list[CandidateOutcome], budget_s: float) -> list[CandidateOutcome]:
+    """Time every kept candidate side by side (they share the rounds, so ratios are fair)."""
+    names = [o.name for o in outcomes if o.status == "kept" and o.name in run.sessions]
+    items = next(iter(run.feed.values())).shape[0] if run.feed else 1
+    runners = {name: session_runner(run.sessions[name], run.feed) for name in names}
+    timings = time_side_by_side(runners, items, budget_s)
+    return [replace(o, timing=timings[o.name]) if o.name in timings else o for o in outcomes]
+
+
+def _compile(run: _Run, chosen: CandidateOutcome) -> CandidateOutcome:
+    options = run.options
+    if options.compile_target == "onnxruntime":
+        return run.try_step("compiled-onnxruntime", chosen, steps.compile_onnxruntime)
+    reason = tensorrt_engine.unavailable_reason()
+    name = f"tensorrt-{options.compile_precision}"
+    if reason is not None:
+        return CandidateOutcome(name, "skipped", reason, base=chosen.name)
+    assert chosen.path is not None
+    precision = options.compile_precision
+    if precision == "int8" and not chosen.name.startswith("int8-static"):
+        return CandidateOutcome(
+            name,
+            "skipped",
+            "TensorRT int8 needs the QDQ model (int8-static) to be the chosen base",
+            base=chosen.name,
+        )
+    try:
+        session = ort.InferenceSession(
+            str(chosen.path), providers=tensorrt_engine.provider_options(precision)
+        )
+        plan = run.work / "model.plan"
+        profiles = tensorrt_engine.optimization_profiles(
+            run.shapes, options.measure_batch_size, run.max_batch
+        )
+        note = tensorrt_engine.build_engine(chosen.path, plan, profiles, precision)
+    except Exception as error:
+        return CandidateOutcome(name, "failed", _short(error), base=chosen.name)
+    return run.judge(name, chosen.name, plan, note, session)
+
+
+def _cached(request: OptimizeRequest, output_dir: Path | None) -> dict[str, Any] | None:
+    """The finished report already at the output, when its repository is complete (the Job's cache)."""
+    if output_dir is not None:
+        return read_local_report(output_dir, output_dir / REPORT_NAME)
+    return complete_report(
+        sources.read_remote_text(request.output, REPORT_NAME),
+        lambda relative: sources.remote_exists(request.output, relative),
+    )
+
+
+def _build_candidates(
+    run: _Run, original: CandidateOutcome, calibration: list[Sample]
+) -> tuple[list[CandidateOutcome], int]:
+    """Every candidate, gated. Returns them and the index of the first one allowed to ship."""
+    options = run.options
+    outcomes = [original]
+    graph_optimized = run.try_step("graph-optimized", original, steps.graph_optimize)
+    outcomes.append(graph_optimized)
+    base = graph_optimized if graph_optimized.status == "kept" else original
+    eligible_from = 0
+    if options.pruning_sparsity > 0:
+        sparsity = options.pruning_sparsity
+        pruned = run.try_step("pruned", base, lambda s, t: steps.prune_magnitude(s, t, sparsity))
+        outcomes.append(pruned)
+        if pruned.status == "kept":
+            # Pruning was asked for and passed: only pruned candidates may ship.
+            base, eligible_from = pruned, len(outcomes) - 1
+        else:
+            run.notes.append(f"pruning to {sparsity:.0%} did not pass the gate; the model ships unpruned")
+    for step_name, build in _quantization_steps(options, run.signature, calibration):
+        outcomes.append(run.try_step(step_name, base, build))
+    return outcomes, eligible_from
+
+
+def _choose_and_compile(
+    run: _Run, outcomes: list[CandidateOutcome], eligible_from: int
+) -> tuple[list[CandidateOutcome], CandidateOutcome, str]:
+    """Time the kept candidates, choose, compile when asked. Returns (outcomes, chosen, explanation)."""
+    options = run.options
+    outcomes = _measure(run, outcomes, options.measure_seconds)
+    requested = options.quantization if options.quantization not in ("auto", "none") else None
+    choice = choose(outcomes[eligible_from:], requested, baseline=outcomes[0])
+    chosen, explanation = choice.winner, choice.explanation
+    if options.compile_target != "none":
+        compiled = _compile(run, chosen)
+        outcomes.append(compiled)
+        if compiled.status == "kept":
+            # Timed again all together, so the compiled model's figures compare fairly with the rest.
+            untimed = [replace(o, timing=None) for o in outcomes]
+            outcomes = _measure(run, untimed, options.measure_seconds)
+            chosen = outcomes[-1]
+            explanation = f"{explanation}; then compiled for {options.compile_target} ({compiled.name})"
+        else:
+            run.notes.append(f"compile {options.compile_target}: {compiled.status}: {compiled.reason}")
+    outcomes = [
+        o.with_reason(f"chosen: {explanation}. {o.reason}") if o.name == chosen.name else o for o in outcomes
+    ]
+    return outcomes, next(o for o in outcomes if o.name == chosen.name), explanation
+
+
+def _preferred_batch_sizes(
+    run: _Run, chosen: CandidateOutcome, sample: Sample, batching: bool
+) -> tuple[list[int], dict[int, float]]:
+    """The spec's preferred batch sizes, or ones chosen from the shipped model's measured throughput."""
+    options = run.options
+    if not batching or not options.dynamic_batching:
+        return [], {}
+    if options.preferred_batch_sizes:
+        return list(options.preferred_batch_sizes), {}
+    if chosen.name not in run.sessions:
+        return [], {}
+    sizes = batch_sizes_to_measure(options.max_batch_size)
+    budget = max(options.measure_seconds / 2, 0.2)
+    throughput = throughput_by_batch_size(run.sessions[chosen.name], sample, sizes, budget)
+    return preferred_batch_sizes(throughput), throughput
+
+
+def optimize(request: OptimizeRequest, log: Log = log_to_stderr) -> OptimizeResult:
+    options = request.options
+    name = check_model_name(request.name)
+    output_dir = sources.local_path(request.output)
+    # Where report.json is, as the user named the output (a URI stays a URI; a path becomes absolute).
+    location = (
+        str(output_dir.absolute() / REPORT_NAME)
+        if output_dir is not None and "://" not in request.output
+        else f"{request.output.rstrip('/')}/{REPORT_NAME}"
+    )
+    cached = _cached(request, output_dir)
+    if cached is not None:
+        log(f"{location} exists and its repository is complete: not optimizing again")
+        if request.report_path:
+            request.report_path.write_text(json.dumps(cached, indent=2) + "\n", encoding="utf-8")
+        return OptimizeResult(cached, True, location)
+
+    with tempfile.TemporaryDirectory(prefix="modeldeploy-optimize-") as scratch:
+        work = Path(scratch)
+        model_path, model = load_onnx(sources.fetch(request.model_uri, work / "source"))
+        signature = signature_of(model, model_path)
+        try:
+            original_session = open_session(model_path)
+        except Exception as error:
+            raise OptimizerInputError(
+                f"{request.model_uri}: ONNX Runtime cannot load the model: {_short(error)}"
+            ) from None
+        calibration, held_out, inputs_info, notes = _prepare_inputs(
+            options, signature, index_bounds(model), original_session, work
+        )
+        shapes = {key: tuple(value) for key, value in inputs_info["shapes"].items()}
+        batching = signature.has_batch_dimension and options.max_batch_size > 0
+        if options.max_batch_size > 0 and not signature.has_batch_dimension:
+            notes.append("the model has a fixed first dimension: Triton batching is off (max_batch_size 0)")
+        batch_size = options.measure_batch_size if batching else 1
+        log(f"{request.model_uri}: {len(signature.inputs)} inputs, opset {signature.opset}, shapes {shapes}")
+
+        run = _Run(
+            options=options,
+            work=work,
+            signature=signature,
+            held_out=held_out,
+            reference=run_all(original_session, held_out),
+            class_like=class_like_outputs(model, signature),
+            log=log,
+            feed=batched(held_out[0], batch_size) if batching else held_out[0],
+            shapes=shapes,
+            max_batch=options.max_batch_size if batching else 0,
+            notes=notes,
+            sessions={},
+        )
+        for index, spec in enumerate(signature.outputs):
+            if not any(np.any(sample[index]) for sample in run.reference):
+                notes.append(
+                    f"output {spec.name!r} is all zeros on every gate input: the gate cannot tell candidates "
+                    "apart on it (only exact zeros pass); give real calibration data"
+                )
+        original = run.judge("original", None, model_path, "the input model, unchanged", original_session)
+        outcomes, eligible_from = _build_candidates(run, original, calibration)
+        outcomes, chosen, explanation = _choose_and_compile(run, outcomes, eligible_from)
+        preferred, throughput = _preferred_batch_sizes(run, chosen, held_out[0], batching)
+        model_format = "plan" if chosen.path is not None and chosen.path.suffix == ".plan" else "onnx"
+        serving = ServingConfig(
+            max_batch_size=run.max_batch,
+            dynamic_batching=options.dynamic_batching,
+            preferred_batch_sizes=preferred,
+            max_queue_delay_microseconds=options.max_queue_delay_microseconds,
+            instance_kind=options.instance_kind,
+            instance_count=options.instance_count,
+            warmup_shapes=shapes if options.warmup else None,
+        )
+        config_text = render_config(build_config(name, model_format, signature, serving))
+
+        staging = output_dir if output_dir is not None else work / "repository"
+        repository = {"config": f"{name}/config.pbtxt", "model_file": f"{name}/1/model.{model_format}"}
+        _write_repository(staging, name, chosen, config_text, repository)
+        report = build_report(
+            model=name,
+            source=request.model_uri,
+            chosen=chosen,
+            explanation=explanation,
+            baseline=outcomes[0],
+            candidates=outcomes,
+            max_accuracy_drop=options.max_accuracy_drop,
+            inputs={
+                **inputs_info,
+                "measured_batch_size": batch_size,
+                "execution_providers": execution_providers(),
+            },
+            triton={
+                "platform": PLATFORMS[model_format],
+                "max_batch_size": serving.max_batch_size,
+                "dynamic_batching": serving.dynamic_batching and serving.max_batch_size > 0,
+                "preferred_batch_sizes": preferred,
+                "throughput_by_batch_size": {str(k): round(v, 2) for k, v in throughput.items()},
+                "instance_group": {"kind": serving.instance_kind, "count": serving.instance_count},
+                "warmup": options.warmup,
+            },
+            repository=repository,
+            notes=notes,
+        )
+        text = json.dumps(report, indent=2) + "\n"
+        # report.json last: its presence marks the revision complete (the cache short-circuit relies on it).
+        (staging / REPORT_NAME).write_text(text, encoding="utf-8")
+        if output_dir is None:
+            sources.publish(staging, request.output)
+        if request.report_path:
+            request.report_path.parent.mkdir(parents=True, exist_ok=True)
+            request.report_path.write_text(text, encoding="utf-8")
+        log(f"chose {chosen.name}: {explanation}")
+        return OptimizeResult(report, False, location)
+
+
+def _write_repository(
+    staging: Path, name: str, chosen: CandidateOutcome, config_text: str, repository: dict[str, str]
+) -> None:
+    if chosen.path is None:
+        raise ValueError(f"the chosen candidate {chosen.name} has no model file")
+    (staging / REPORT_NAME).unlink(missing_ok=True)
+    model_dir = staging / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # a half-written earlier attempt
+    model_file = staging / repository["model_file"]
+    model_file.parent.mkdir(parents=True)
+    shutil.copyfile(chosen.path, model_file)
+    (staging / repository["config"]).write_text(config_text, encoding="utf-8")

@@ -1,0 +1,186 @@
+"""Small ONNX graphs built in code for the optimizer's tests and benchmark (no downloads, deterministic).
+
+- `transformer_block`: one pre-norm encoder block (attention + MLP): MatMul-heavy, like BERT/ViT layers.
+- `conv_net`: a small CNN classifier (Conv/Relu/pool/Gemm/Softmax), like the image models static int8 is for.
+- `outlier_matmul`: a MatMul whose weights hold one huge outlier, sliced away afterwards: per-tensor int8
+  maps every other weight to zero, so quantizing it destroys the output (the gate must reject it).
+- `weightless`: only element-wise ops, so there is nothing to prune (the pruning step raises).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path, opset: int = OPSET) -> Path:
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="modeldeploy-tests"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _weight(rng: np.random.Generator, name: str, shape: tuple[int, ...], scale: float) -> onnx.TensorProto:
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def transformer_block(path: Path, hidden: int = 64, heads: int = 4, seed: int = 0) -> Path:
+    """Input `x` [batch, seq, hidden] → output `y` [batch, seq, hidden] (dynamic batch and sequence)."""
+    rng = np.random.default_rng(seed)
+    head = hidden // heads
+    scale = 1.0 / np.sqrt(hidden)
+    inits = [
+        numpy_helper.from_array(np.ones(hidden, np.float32), "ln_scale"),
+        numpy_helper.from_array(np.zeros(hidden, np.float32), "ln_bias"),
+        _weight(rng, "wq", (hidden, hidden), scale),
+        _weight(rng, "wk", (hidden, hidden), scale),
+        _weight(rng, "wv", (hidden, hidden), scale),
+        _weight(rng, "wo", (hidden, hidden), scale),
+        _weight(rng, "w1", (hidden, 4 * hidden), scale),
+        _weight(rng, "w2", (4 * hidden, hidden), 1.0 / np.sqrt(4 * hidden)),
+        numpy_helper.from_array(np.array([0, 0, heads, head], np.int64), "split_heads"),
+        numpy_helper.from_array(np.array([0, 0, hidden], np.int64), "merge_heads"),
+        numpy_helper.from_array(np.array(1.0 / np.sqrt(head), np.float32), "attention_scale"),
+    ]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "ln_scale", "ln_bias"], ["h"], axis=-1),
+        *[helper.make_node("MatMul", ["h", f"w{p}"], [f"{p}_flat"]) for p in "qkv"],
+        *[helper.make_node("Reshape", [f"{p}_flat", "split_heads"], [f"{p}_heads"]) for p in "qkv"],
+        helper.make_node("Transpose", ["q_heads"], ["q"], perm=[0, 2, 1, 3]),
+        helper.make_node("Transpose", ["k_heads"], ["kt"], perm=[0, 2, 3, 1]),
+        helper.make_node("Transpose", ["v_heads"], ["v"], perm=[0, 2, 1, 3]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores_raw"]),
+        helper.make_node("Mul", ["scores_raw", "attention_scale"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["weights"], axis=-1),
+        helper.make_node("MatMul", ["weights", "v"], ["context_heads"]),
+        helper.make_node("Transpose", ["context_heads"], ["context_t"], perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["context_t", "merge_heads"], ["context"]),
+        helper.make_node("MatMul", ["context", "wo"], ["attended"]),
+        helper.make_node("Add", ["x", "attended"], ["residual"]),
+        helper.make_node("LayerNormalization", ["residual", "ln_scale", "ln_bias"], ["h2"], axis=-1),
+        helper.make_node("MatMul", ["h2", "w1"], ["up"]),
+        helper.make_node("Relu", ["up"], ["activated"]),
+        helper.make_node("MatMul", ["activated", "w2"], ["down"]),
+        helper.make_node("Add", ["residual", "down"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "transformer_block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", hidden])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def conv_net(path: Path, width: int = 16, classes: int = 10, size: int = 32, seed: int = 0) -> Path:
+    """Input `image` [batch, 3, size, size] → `probabilities` [batch, classes]."""
+    rng = np.random.default_rng(seed)
+    channels = [3, width, 2 * width, 4 * width, 4 * width]
+    inits = []
+    nodes = []
+    current = "image"
+    for index in range(4):
+        fan_in = channels[index] * 9
+        inits.append(
+            _weight(rng, f"conv{index}_w", (channels[index + 1], channels[index], 3, 3), np.sqrt(2 / fan_in))
+        )
+        inits.append(_weight(rng, f"conv{index}_b", (channels[index + 1],), 0.01))
+        stride = 1 if index == 0 else 2
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [current, f"conv{index}_w", f"conv{index}_b"],
+                [f"conv{index}"],
+                pads=[1, 1, 1, 1],
+                strides=[stride, stride],
+            )
+        )
+        nodes.append(helper.make_node("Relu", [f"conv{index}"], [f"relu{index}"]))
+        current = f"relu{index}"
+    # A large classifier scale gives clear margins between classes, as a trained model has on its data;
+    # with random small weights every input would be a near-tie and any rounding could flip the argmax.
+    inits.append(_weight(rng, "fc_w", (channels[-1], classes), 20 * np.sqrt(2 / channels[-1])))
+    inits.append(_weight(rng, "fc_b", (classes,), 0.01))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [current], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["features"], axis=1),
+        helper.make_node("Gemm", ["features", "fc_w", "fc_b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv_net",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+    )
+    return _save(graph, path, opset=13)
+
+
+def outlier_matmul(path: Path, features: int = 64, seed: int = 0) -> Path:
+    """Input `x` [batch, features] → `y` [batch, features - 1]; weight [0, 0] is 1e4 times the rest."""
+    rng = np.random.default_rng(seed)
+    weights = (rng.standard_normal((features, features)) * 0.01).astype(np.float32)
+    weights[0, 0] = 100.0
+    inits = [
+        numpy_helper.from_array(weights, "w"),
+        numpy_helper.from_array(np.array([1], np.int64), "starts"),
+        numpy_helper.from_array(np.array([features], np.int64), "ends"),
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["full"]),
+        helper.make_node("Slice", ["full", "starts", "ends", "axes"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "outlier_matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", features - 1])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def weightless(path: Path) -> Path:
+    """Input `x` [batch, 8] → `y` = relu(x) + x: no weights at all."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "x"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "weightless",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+    )
+    return _save(graph, path)
+
+
+def embedding_bag(path: Path, vocabulary: int = 50, width: int = 16, seed: int = 0) -> Path:
+    """Input `tokens` [batch, seq] int64 → `pooled` [batch, width]: a Gather into an embedding table, then a
+    mean and a MatMul (token ids must stay below `vocabulary`)."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        _weight(rng, "table", (vocabulary, width), 1.0),
+        _weight(rng, "projection", (width, width), 1.0 / np.sqrt(width)),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["table", "tokens"], ["embedded"]),
+        helper.make_node("ReduceMean", ["embedded"], ["mean"], axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["mean", "projection"], ["pooled"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "embedding_bag",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", width])],
+        inits,
+    )
+    return _save(graph, path)
