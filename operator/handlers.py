@@ -1,0 +1,169 @@
+"""kopf handlers: the operator's table of contents. Each one gathers, calls a pure function, acts.
+
+- startup: settings (progress and diff-base in `modeldeploy.io/` annotations, watch timeouts, quiet
+  handler-success Events) and the shared `Runtime` (Kubernetes client, probes, metrics).
+- indexes over the Deployments and Jobs the operator owns: the reconcile reads children from memory.
+- events of the ModelDeployment and of its children wake that object's reconcile loop at once.
+- one daemon per ModelDeployment runs the reconcile loop (`modeldeploy.reconciler`): level-based,
+  woken by events, by its own clock (next analysis, deadline) and by a periodic resync.
+- create/update/resume validate the spec: a bad spec is a PermanentError (no retry until it changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from modeldeploy.kube import Kube, KubeError
+from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.probes import TritonPrometheusProbes
+from modeldeploy.reconciler import (
+    GROUP,
+    MANAGED_BY_LABEL,
+    PLURAL,
+    VERSION,
+    Runtime,
+    observed_deployment,
+    observed_job,
+    owner_key,
+    reconcile,
+)
+from modeldeploy.spec import SpecError, check_name, parse_spec
+
+OWNED = {MANAGED_BY_LABEL: "modeldeploy"}
+# Watches are re-opened at least this often; a stalled stream (no error, no events) is cut client-side.
+WATCH_SERVER_TIMEOUT_S = 270
+WATCH_CLIENT_TIMEOUT_S = 300
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf settings every `modeldeploy run` uses (also applied by tests that run the operator)."""
+    # Progress in annotations: a structural CRD schema prunes unknown status fields (kopf #321).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldeploy.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="modeldeploy.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "modeldeploy.io/finalizer"
+    # Silent watch stalls are kopf's most reported reliability problem (kopf #698, #787, #1276).
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_S
+    settings.watching.connect_timeout = 30
+    # The operator records its own Events on phase transitions; kopf's per-handler ones are noise.
+    settings.posting.level = logging.WARNING
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure(settings)
+    if getattr(memo, "runtime", None) is None:
+        kube = await Kube.connect()
+        metrics = OperatorMetrics()
+        metrics_port = getattr(memo, "metrics_port", None)
+        if metrics_port:
+            metrics.serve(int(metrics_port))
+        memo.runtime = Runtime(kube=kube, probes=TritonPrometheusProbes(kube), metrics=metrics)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None and getattr(memo, "owns_runtime", True):
+        await runtime.kube.close()
+
+
+@kopf.index("apps", "v1", "deployments", labels=OWNED)
+def revision_deployments(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    key, deployment = owner_key(body), observed_deployment(body)
+    return {key: deployment} if key and deployment else {}
+
+
+@kopf.index("batch", "v1", "jobs", labels=OWNED)
+def optimization_jobs(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    key, job = owner_key(body), observed_job(body)
+    return {key: job} if key and job else {}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    key = owner_key(body)
+    if key is not None:
+        memo.runtime.poke(key)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def modeldeployment_changed(
+    *, namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+) -> None:
+    key = (namespace or "", name)
+    # Our own status write coming back is no news; anything else (spec, annotations) is.
+    if not memo.runtime.saw(key, meta.get("resourceVersion")):
+        memo.runtime.poke(key)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+def validate(name: str, spec: kopf.Spec, **_: Any) -> None:
+    try:
+        check_name(name)
+        parse_spec(dict(spec))
+    except SpecError as error:
+        # The reconcile loop writes the InvalidSpec condition; kopf records the failure as an Event.
+        raise kopf.PermanentError(f"invalid ModelDeployment:\n{error}") from None
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def reconcile_loop(
+    *,
+    stopped: kopf.DaemonStopped,
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **indexes: Any,  # kopf passes every index by its function's name
+) -> None:
+    runtime: Runtime = memo.runtime
+    deployments: kopf.Index[Any, Any] = indexes["revision_deployments"]
+    jobs: kopf.Index[Any, Any] = indexes["optimization_jobs"]
+    key = (namespace or "", name)
+    waker = runtime.waker(key)
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                delay = await reconcile(
+                    runtime,
+                    body,
+                    list(deployments.get(key, [])),
+                    list(jobs.get(key, [])),
+                    logger,
+                )
+            except Exception as error:  # any failure: log, count, retry later; the loop never dies
+                # API trouble is expected now and then; anything else is a bug worth a traceback.
+                logger.warning(
+                    "reconcile failed, retrying in %.1fs: %s",
+                    runtime.retry_s,
+                    error,
+                    exc_info=not isinstance(error, KubeError),
+                )
+                runtime.metrics.reconciles.labels("error").inc()
+                delay = runtime.retry_s
+            await _sleep(waker, stopped, max(delay, 0.05))
+    finally:
+        reason = stopped.reason
+        if reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in reason:
+            runtime.forget(key)
+
+
+async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:
+    """Until a wake-up, the daemon being stopped (deletion, shutdown), or `timeout`."""
+    waiters = {asyncio.ensure_future(waker.wait()), asyncio.ensure_future(stopped.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

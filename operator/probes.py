@@ -1,0 +1,108 @@
+"""The measurements a rollout needs, behind one seam (`Probes`) so tests can script the verdicts.
+
+The real implementation asks Triton (is the canary's model READY and does it answer?) and Prometheus
+(canary against stable over the same window), through `modeldeploy.triton` and `modeldeploy.prometheus`,
+which are synchronous: they run in a worker thread so the operator's event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from modeldeploy.analysis import Thresholds
+from modeldeploy.kube import Kube
+from modeldeploy.rendering import HTTP_PORT
+from modeldeploy.rollout import AnalysisOutcome, SmokeOutcome
+
+
+@dataclass(frozen=True)
+class Track:
+    """One revision's Triton pods, as the PodMonitor labels their series."""
+
+    namespace: str
+    name: str  # the ModelDeployment
+    revision: str
+
+    def matchers(self) -> dict[str, str]:
+        return {
+            "namespace": self.namespace,
+            "modeldeploy_name": self.name,
+            "modeldeploy_revision": self.revision,
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    prometheus_url: str
+    model: str
+    stable: Track
+    canary: Track
+    window: timedelta
+    thresholds: Thresholds
+
+
+class Probes(Protocol):
+    async def model_ready(self, canary: Track, model: str) -> SmokeOutcome: ...
+
+    async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome: ...
+
+
+class TritonPrometheusProbes:
+    """The real probes: a canary pod's Triton over HTTP, and Prometheus' HTTP API."""
+
+    def __init__(self, kube: Kube, timeout_s: float = 10.0) -> None:
+        self._kube = kube
+        self._timeout_s = timeout_s
+
+    async def model_ready(self, canary: Track, model: str) -> SmokeOutcome:
+        from modeldeploy import triton  # noqa: PLC0415  (tritonclient is heavy; only when a canary starts)
+
+        # app.kubernetes.io/name=triton: the optimization Job's pods carry the same instance and revision.
+        selector = (
+            f"app.kubernetes.io/name=triton,app.kubernetes.io/instance={canary.name},"
+            f"modeldeploy.io/revision={canary.revision}"
+        )
+        pods = await self._kube.list("v1", "Pod", canary.namespace, selector)
+        ready = [pod for pod in pods if _pod_ready(pod) and (pod.get("status") or {}).get("podIP")]
+        if not ready:
+            return SmokeOutcome(ok=False, reason=f"no ready pod of revision {canary.revision} yet")
+        url = f"http://{ready[0]['status']['podIP']}:{HTTP_PORT}"
+        result = await asyncio.to_thread(triton.smoke_check, url, model, self._timeout_s)
+        return SmokeOutcome(ok=result.ok, reason=result.reason)
+
+    async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
+        from modeldeploy import prometheus  # noqa: PLC0415  (prometheus-api-client pulls pandas)
+
+        verdict = await asyncio.to_thread(
+            prometheus.analyze,
+            request.prometheus_url,
+            request.model,
+            request.stable.matchers(),
+            request.canary.matchers(),
+            request.window,
+            request.thresholds,
+            self._timeout_s,
+        )
+        return AnalysisOutcome(
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            failed_checks=tuple(verdict.failed_checks),
+            stable=_camel(verdict.stable.as_dict()),
+            canary=_camel(verdict.canary.as_dict()),
+        )
+
+
+def _camel(measurement: dict[str, float | None]) -> dict[str, float | None]:
+    """status.analysis uses the CRD's camelCase keys (errorRate, meanMs, p99Ms)."""
+    renamed = {"requests": "requests", "error_rate": "errorRate", "mean_ms": "meanMs", "p99_ms": "p99Ms"}
+    return {renamed.get(key, key): value for key, value in measurement.items()}
+
+
+def _pod_ready(pod: dict[str, object]) -> bool:
+    status = pod.get("status")
+    if not isinstance(status, dict):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
