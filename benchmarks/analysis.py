@@ -25,9 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from modeldeploy.analysis import Thresholds, format_selector
-from modeldeploy.durations import parse_duration
-from modeldeploy.prometheus import analyze, query_number
 from realservers import (
     PrometheusServer,
     ScrapeTarget,
@@ -37,6 +34,10 @@ from realservers import (
     start_triton,
     stop_all,
 )
+
+from modeldeploy.analysis import Thresholds, format_selector
+from modeldeploy.durations import parse_duration
+from modeldeploy.prometheus import analyze, query_number
 
 MODEL = "classifier"
 CANARIES = ("canary-1", "canary-2", "canary-3")

@@ -29,10 +29,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import onnx_graphs
+from optimizer_checks import mean_cosine, session, text_line_samples
+
 from modeldeploy.optimizer.measurement import session_runner, time_side_by_side
 from modeldeploy.optimizer.options import OptimizeOptions
 from modeldeploy.optimizer.pipeline import OptimizeRequest, optimize
-from optimizer_checks import mean_cosine, session, text_line_samples
 
 Feeds = list[dict[str, np.ndarray[Any, Any]]]
 

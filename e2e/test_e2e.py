@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import toolbin
 import yaml
+from realparts import missing
+
 from modeldeploy.revision import compute_revision
 from modeldeploy.spec import parse_spec
-from realparts import missing
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parent

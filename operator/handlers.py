@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 import kopf
+
 from modeldeploy.kube import Kube, KubeError
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import TritonPrometheusProbes

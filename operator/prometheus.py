@@ -17,6 +17,10 @@ from datetime import timedelta
 from typing import Any
 
 import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
+
 from modeldeploy.analysis import (
     NO_DATA,
     Thresholds,
@@ -26,9 +30,6 @@ from modeldeploy.analysis import (
     judge,
     track_queries,
 )
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from prometheus_api_client.prometheus_connect import PrometheusConnect
-from urllib3.util.retry import Retry
 
 
 class QueryError(Exception):

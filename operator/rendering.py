@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 import yaml
+
 from modeldeploy.quantities import format_quantity
 from modeldeploy.scaling import scaling_metric
 from modeldeploy.spec import ModelDeploymentSpec, ResourceRequirements, Toleration

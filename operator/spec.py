@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from modeldeploy import __version__
-from modeldeploy.durations import DURATION_PATTERN, format_duration, parse_duration
-from modeldeploy.quantities import QUANTITY_PATTERN, parse_quantity
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,6 +26,10 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
+
+from modeldeploy import __version__
+from modeldeploy.durations import DURATION_PATTERN, format_duration, parse_duration
+from modeldeploy.quantities import QUANTITY_PATTERN, parse_quantity
 
 # Patterns shared with crds/modeldeployment.yaml (Go RE2 there; anchored full matches in both places).
 # URIs and arguments use `[!-~]` (printable ASCII) rather than `\S`: engines disagree on Unicode spaces.

@@ -25,6 +25,7 @@ import jsonschema
 import yaml
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
+
 from modeldeploy.quantities import parse_quantity
 
 CRD_PATH = Path(__file__).resolve().parent.parent / "crds" / "modeldeployment.yaml"

@@ -7,6 +7,7 @@ import math
 from datetime import timedelta
 
 import pytest
+
 from modeldeploy.analysis import (
     MatcherError,
     ThresholdError,

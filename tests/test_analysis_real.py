@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modeldeploy.analysis import Thresholds, format_selector
-from modeldeploy.prometheus import QueryError, analyze, query_number
 from realparts import missing
 from realservers import (
     PartMissingError,
@@ -37,6 +35,9 @@ from realservers import (
     start_triton,
     stop_all,
 )
+
+from modeldeploy.analysis import Thresholds, format_selector
+from modeldeploy.prometheus import QueryError, analyze, query_number
 
 pytestmark = [pytest.mark.realpart("tritonserver"), pytest.mark.realpart("prometheus")]
 

@@ -16,8 +16,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from modeldeploy.conditions import Phase
 from realparts import missing
+
+from modeldeploy.conditions import Phase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARGOCD_DIR = REPO_ROOT / "argocd"

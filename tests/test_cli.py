@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from modeldeploy import __version__
 from modeldeploy.cli import SUBCOMMANDS
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import cel_rules
 import pytest
+
 from modeldeploy import __version__
 from modeldeploy.rollout import RolloutStatus
 from modeldeploy.spec import SpecError, check_name, parse_spec

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from modeldeploy.cli import build_parser
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

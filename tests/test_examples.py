@@ -15,6 +15,7 @@ from typing import Any
 import cel_rules
 import pytest
 import yaml
+
 from modeldeploy.cli import main
 from modeldeploy.rendering import Owner, RenderPlan, render_all
 from modeldeploy.revision import compute_revision

@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import toolbin
 import yaml
+
 from modeldeploy.cli import build_parser
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -607,12 +608,7 @@ def documented_helm_commands() -> list[list[str]]:
     import shlex  # noqa: PLC0415
 
     commands = []
-    # README.md is assembled from docs/readme/*.md by the lead: check the assembled one too.
-    docs = [
-        REPO_ROOT / "docs" / "install.md",
-        REPO_ROOT / "docs" / "readme" / "install.md",
-        REPO_ROOT / "README.md",
-    ]
+    docs = [REPO_ROOT / "docs" / "install.md", REPO_ROOT / "README.md"]
     for doc in docs:
         for block in re.findall(r"```(?:sh|bash|shell)\n(.*?)```", doc.read_text(), flags=re.DOTALL):
             for line in block.replace("\\\n", " ").splitlines():

@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import toolbin
 import yaml
+
 from modeldeploy import __version__
 from modeldeploy.revision import compute_revision
 from modeldeploy.spec import DEFAULT_OPTIMIZER_IMAGE, GPU_RESOURCE, parse_spec

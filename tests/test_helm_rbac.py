@@ -26,8 +26,9 @@ import pytest
 import toolbin
 import yaml
 from kube_emulator import ApiServerEmulator, ClusterControllers, running_emulator, use_kubeconfig
-from modeldeploy import handlers
 from realparts import missing
+
+from modeldeploy import handlers
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm" / "modeldeploy"

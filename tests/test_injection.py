@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from modeldeploy.rendering import Owner, RenderPlan, render_all
 from modeldeploy.spec import SpecError, parse_spec
 

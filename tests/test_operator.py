@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import kopf
 import pytest
 from kube_emulator import ApiServerEmulator, ClusterControllers, running_emulator, use_kubeconfig
+
 from modeldeploy import handlers
 from modeldeploy.kube import Backoff, Kube
 from modeldeploy.metrics import OperatorMetrics

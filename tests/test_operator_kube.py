@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from kube_emulator import ApiServerEmulator, running_emulator, use_kubeconfig
+
 from modeldeploy.kube import Backoff, Kube, KubeError, ObjectRef
 
 DEPLOYMENTS = "apps/v1/deployments"

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from kube_emulator import ApiServerEmulator, running_emulator, use_kubeconfig
+
 from modeldeploy.analysis import Thresholds
 from modeldeploy.kube import Kube
 from modeldeploy.probes import AnalysisRequest, Track, TritonPrometheusProbes

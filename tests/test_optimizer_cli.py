@@ -10,8 +10,9 @@ from pathlib import Path
 
 import onnx_graphs
 import pytest
-from modeldeploy.cli import main
 from optimizer_checks import assert_config_matches_model, read_report
+
+from modeldeploy.cli import main
 
 QUICK_FLAGS = ["--measure-seconds", "0.2", "--calibration-samples", "4", "--gate-samples", "2"]
 

@@ -14,9 +14,6 @@ import numpy as np
 import onnx
 import onnx_graphs
 import pytest
-from modeldeploy.optimizer.options import OptimizeOptions
-from modeldeploy.optimizer.pipeline import OptimizeRequest, optimize
-from modeldeploy.optimizer.tensorrt_engine import unavailable_reason
 from onnx import numpy_helper
 from optimizer_checks import (
     assert_config_matches_model,
@@ -24,6 +21,10 @@ from optimizer_checks import (
     read_config,
 )
 from tritonclient.grpc import model_config_pb2
+
+from modeldeploy.optimizer.options import OptimizeOptions
+from modeldeploy.optimizer.pipeline import OptimizeRequest, optimize
+from modeldeploy.optimizer.tensorrt_engine import unavailable_reason
 
 # Small budgets: these tests check behaviour, not speed (benchmarks/optimize.py measures speed).
 QUICK = OptimizeOptions(measure_seconds=0.2, calibration_samples=8, gate_samples=4)

@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from modeldeploy.cli import main
-from realparts import missing
 from optimizer_checks import (
     assert_config_matches_model,
     assert_shipped_model_meets_bound,
     read_report,
     text_line_samples,
 )
+from realparts import missing
+
+from modeldeploy.cli import main
 
 
 def _models() -> Path:

@@ -11,6 +11,8 @@ import onnx
 import onnx_graphs
 import pytest
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from modeldeploy.optimizer.accuracy import compare, cosine_similarity
 from modeldeploy.optimizer.errors import OptimizerInputError
 from modeldeploy.optimizer.options import OptimizeOptions, options_from_spec, parse_input_shape
@@ -35,7 +37,6 @@ from modeldeploy.optimizer.signature import ModelSignature, TensorSpec, load_onn
 from modeldeploy.optimizer.sources import fetch, local_path
 from modeldeploy.optimizer.tensorrt_engine import optimization_profiles, provider_options
 from modeldeploy.optimizer.triton_config import ServingConfig, build_config, render_config
-from tritonclient.grpc import model_config_pb2
 
 IMAGE = TensorSpec("image", "float32", "TYPE_FP32", (None, 3, None, None))
 SCORES = TensorSpec("scores", "float32", "TYPE_FP32", (None, 10))

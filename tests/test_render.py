@@ -10,6 +10,7 @@ from typing import Any
 import cel_rules
 import pytest
 import yaml
+
 from modeldeploy.rendering import (
     Owner,
     RenderPlan,

@@ -10,6 +10,7 @@ from pathlib import Path
 import cel_rules
 import pytest
 import yaml
+
 from modeldeploy.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

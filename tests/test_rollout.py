@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from modeldeploy.conditions import ConditionType, Phase, Reason, format_time
 from modeldeploy.rollout import (
     ANNOTATION_ABORT,

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from modeldeploy.conditions import ConditionType, Reason
 from modeldeploy.job_result import message_from_pods, parse_termination_message
 from modeldeploy.reconciler import observed_deployment, observed_job, owner_key

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from modeldeploy import __version__
 from modeldeploy.durations import format_duration, parse_duration
 from modeldeploy.quantities import format_quantity, parse_quantity

@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from modeldeploy.triton import smoke_check
 from realparts import missing
 from realservers import PartMissingError, TritonServer, find_triton, free_port, start_triton, stop_all
+
+from modeldeploy.triton import smoke_check
 
 pytestmark = pytest.mark.realpart("tritonserver")
 

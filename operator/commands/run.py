@@ -41,6 +41,7 @@ def _handle(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
     import kopf  # noqa: PLC0415
+
     import modeldeploy.handlers  # noqa: F401, PLC0415  (registers the handlers)
 
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN

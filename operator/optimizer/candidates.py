@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from modeldeploy.optimizer.measurement import open_session
-from modeldeploy.optimizer.samples import Sample
 from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -27,6 +25,9 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
+
+from modeldeploy.optimizer.measurement import open_session
+from modeldeploy.optimizer.samples import Sample
 
 # Per-channel DequantizeLinear (its `axis`) needs opset 13; PP-OCRv4 ships opset 11/12.
 PER_CHANNEL_MIN_OPSET = 13

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+
 from modeldeploy.optimizer.outcome import Timing
 from modeldeploy.optimizer.samples import Sample
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
 from modeldeploy.optimizer import candidates as steps
 from modeldeploy.optimizer import sources, tensorrt_engine
 from modeldeploy.optimizer.accuracy import AccuracyReport, compare

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
+
 from modeldeploy.optimizer.errors import OptimizerInputError
 from modeldeploy.optimizer.signature import ModelSignature, TensorSpec
 

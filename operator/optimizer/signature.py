@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
+
 from modeldeploy.optimizer.errors import OptimizerInputError
 
 # ONNX element type → (numpy dtype name, Triton data type).

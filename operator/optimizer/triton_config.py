@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import text_format
-from modeldeploy.optimizer.signature import ModelSignature, TensorSpec
 from tritonclient.grpc import model_config_pb2 as pb
+
+from modeldeploy.optimizer.signature import ModelSignature, TensorSpec
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
 
