@@ -17,7 +17,7 @@ import json
 import pathlib
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ import kopf
 import pytest
 import toolbin
 import yaml
-from kube_emulator import ApiServerEmulator, ClusterControllers, running_emulator, use_kubeconfig
+from kube_emulator import ApiServerEmulator, ClusterControllers
 from realparts import missing
 
 from modeldeploy import handlers
@@ -38,19 +38,6 @@ HEALTH_LUA = (
 )
 MODELDEPLOYMENTS = "modeldeploy.io/v1alpha1/modeldeployments"
 DEADLINE_S = 60.0
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[ApiServerEmulator]:
-    async with running_emulator() as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(
-    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> pathlib.Path:
-    return use_kubeconfig(emulator, tmp_path, monkeypatch)
 
 
 @dataclass(frozen=True)

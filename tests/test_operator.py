@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import kopf
 import pytest
-from kube_emulator import ApiServerEmulator, ClusterControllers, running_emulator, use_kubeconfig
+from kube_emulator import ApiServerEmulator, ClusterControllers
 
 from modeldeploy import handlers
 from modeldeploy.kube import Backoff, Kube
@@ -130,19 +130,6 @@ async def operator(
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=20)
         await kube.close()
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[ApiServerEmulator]:
-    async with running_emulator() as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(
-    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> pathlib.Path:
-    return use_kubeconfig(emulator, tmp_path, monkeypatch)
 
 
 @pytest.fixture

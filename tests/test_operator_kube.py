@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import AsyncIterator
 
 import pytest
-from kube_emulator import ApiServerEmulator, running_emulator, use_kubeconfig
+from kube_emulator import ApiServerEmulator
 
 from modeldeploy.kube import Backoff, Kube, KubeError, ObjectRef
 
 DEPLOYMENTS = "apps/v1/deployments"
 FAST = Backoff(attempts=4, first_delay_s=0.01, max_delay_s=0.05)
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[ApiServerEmulator]:
-    async with running_emulator() as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(
-    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> pathlib.Path:
-    return use_kubeconfig(emulator, tmp_path, monkeypatch)
 
 
 def deployment(replicas: int | None = 2, image: str = "triton:1") -> dict[str, object]:

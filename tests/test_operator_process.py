@@ -10,11 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from kube_emulator import ApiServerEmulator, ClusterControllers, running_emulator, use_kubeconfig
+from kube_emulator import ApiServerEmulator, ClusterControllers, use_kubeconfig
 
 MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
 
@@ -24,12 +23,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[ApiServerEmulator]:
-    async with running_emulator() as api:
-        yield api
 
 
 async def http_get(url: str) -> tuple[int, str]:
