@@ -134,7 +134,11 @@ def test_within_the_noise_band_the_smaller_wins() -> None:
 def test_nothing_measured_slower_than_the_original_wins_on_size() -> None:
     original = _candidate("original", 10.0, 100)
     candidates = [original, _candidate("fp16", 10.3, 50), _candidate("int8", 9.9, 80)]
-    assert choose_by_objective(candidates, baseline=original).winner.name == "int8"
+    choice = choose_by_objective(candidates, baseline=original)
+    assert choice.winner.name == "int8"
+    # The report says why the smaller fp16 lost: the original's latency narrowed the noise band.
+    assert "no slower than the original (10.000 ms)" in choice.explanation
+    assert "no slower" not in choose_by_objective(candidates).explanation
     # When only slower candidates may ship (pruning asked for), the fastest of them still wins.
     pruned = [_candidate("pruned", 12.0, 100), _candidate("pruned-int8", 12.4, 30)]
     assert choose_by_objective(pruned, baseline=original).winner.name == "pruned"

@@ -36,14 +36,19 @@ def choose_by_objective(
         raise ValueError("no kept and measured candidate to choose from (the original is always one)")
     fastest = min(c.timing.latency_ms_p50 for c in eligible if c.timing is not None)
     limit = fastest * (1 + NOISE_BAND)
+    capped_by_baseline = False
     if baseline is not None and baseline.timing is not None:
-        limit = max(fastest, min(limit, baseline.timing.latency_ms_p50))
+        capped = max(fastest, min(limit, baseline.timing.latency_ms_p50))
+        capped_by_baseline = capped < limit
+        limit = capped
     close = [c for c in eligible if c.timing is not None and c.timing.latency_ms_p50 <= limit]
     winner = min(close, key=lambda c: c.size_bytes or 0)  # min() keeps the earliest among equal sizes
     others = ", ".join(c.name for c in close if c is not winner)
-    explanation = f"fastest p50 within {NOISE_BAND:.0%} of the best ({fastest:.3f} ms)" + (
-        f" and smallest among {winner.name}, {others}" if others else ""
+    # Say when the original's own latency narrowed the band: it explains why a smaller candidate lost.
+    band = f"within {NOISE_BAND:.0%} of the best ({fastest:.3f} ms)" + (
+        f", no slower than the original ({limit:.3f} ms)" if capped_by_baseline else ""
     )
+    explanation = f"fastest p50 {band}" + (f" and smallest among {winner.name}, {others}" if others else "")
     return Choice(winner=winner, explanation=explanation)
 
 
