@@ -125,7 +125,10 @@ class Runtime:
             self.stale_versions.pop(key, None)
 
     def wrote(self, key: Key, before: str | None, after: str | None) -> None:
-        if before and key not in self.stale_versions:
+        # A write that changed nothing keeps the resourceVersion and sends no watch event (as the API
+        # server does): waiting for its echo would stall the loop for consistency_timeout_s.
+        changed = after is None or after != before
+        if before and changed and key not in self.stale_versions:
             self.stale_versions[key] = before
             self.settled.setdefault(key, asyncio.Event()).clear()
         if after:

@@ -1,0 +1,419 @@
+"""The real operator judging a canary with the real probes: Triton and Prometheus, not a script.
+
+kopf + `modeldeploy.handlers` run against the emulated API server (as in `tests/test_operator.py`), but the
+runtime holds the real `TritonPrometheusProbes`: the smoke check dials the canary pod's Triton over HTTP and
+the analysis queries a real Prometheus. Behind them, one real `tritonserver` process per revision (a pod)
+serves the model `ocr` under live tritonclient traffic, and Prometheus scrapes each with the labels the
+PodMonitor gives a pod (`namespace`, `pod`, `modeldeploy_name`, `modeldeploy_revision`). Revisions are pure
+functions of the spec (`compute_revision`), so the scrape labels are known before the operator starts; the
+tests check that the operator arrives at the same revisions.
+
+The test plays the controllers the emulator lacks: Jobs complete (`ClusterControllers`), and a "kubelet"
+gives each revision's Deployment a Ready pod at `127.0.0.1` (from the Deployment's pod template labels)
+before the Deployment reports an available replica. The canary Triton listens on a free port, handed to the
+probes as `http_port` (in a cluster it is Triton's 8000 on the pod's IP).
+
+- A slow canary (the `slow` model, 200 ms against the stable's 50 ms): the smoke check passes, the canary
+  gets its step, the real analysis fails on `maxLatencyRatio` and the operator rolls back, recording the
+  measured numbers.
+- A healthy canary (the same `fast` model): the analysis passes and the canary is promoted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import pathlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kopf
+import pytest
+from kube_emulator import ApiServerEmulator, ClusterControllers
+from realparts import missing
+from realservers import (
+    PartMissingError,
+    PrometheusServer,
+    ScrapeTarget,
+    Traffic,
+    TritonServer,
+    find_prometheus,
+    find_triton,
+    start_prometheus,
+    start_triton,
+    stop_all,
+)
+
+from modeldeploy import handlers
+from modeldeploy.analysis import format_selector
+from modeldeploy.kube import Backoff, Kube
+from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.probes import TritonPrometheusProbes
+from modeldeploy.prometheus import query_number
+from modeldeploy.reconciler import Runtime
+from modeldeploy.revision import compute_revision
+from modeldeploy.spec import parse_spec
+
+pytestmark = [pytest.mark.realpart("tritonserver"), pytest.mark.realpart("prometheus")]
+
+MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
+DEPLOYMENTS = "apps/v1/deployments"
+PODS = "v1/pods"
+NS = "ml"
+NAME = "ocr"
+MODEL = "ocr"
+MIN_REQUESTS = 20
+T = TypeVar("T")
+
+# The model URI is part of the revision; the test models stand for what each revision's artifacts serve.
+STABLE_URI = "s3://models/ocr-v1.onnx"
+SLOW_URI = "s3://models/ocr-v2-slow.onnx"
+HEALTHY_URI = "s3://models/ocr-v2.onnx"
+
+
+def manifest(prometheus_url: str, uri: str = STABLE_URI, max_latency_ratio: float = 1.2) -> dict[str, Any]:
+    return {
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": NAME},
+        "spec": {
+            "model": {"name": MODEL, "uri": uri},
+            "storage": {"uri": "s3://artifacts/modeldeploy"},
+            "serving": {"replicas": 2},
+            "monitoring": {"prometheusUrl": prometheus_url},
+            "rollout": {
+                "steps": [50],
+                "interval": "10s",  # the CRD's minimum; the analysis window is then 30 s (the floor)
+                "progressDeadline": "2m",
+                "analysis": {
+                    "failureThreshold": 1,
+                    "minRequests": MIN_REQUESTS,
+                    "maxLatencyRatio": max_latency_ratio,
+                },
+            },
+        },
+    }
+
+
+def revision_of(uri: str) -> str:
+    return compute_revision(parse_spec(manifest("http://prometheus.invalid:9090", uri)["spec"]))
+
+
+@dataclass(frozen=True)
+class Revision:
+    key: str  # stable | slow | healthy
+    uri: str
+    test_model: str  # tests/triton_models/<test_model>
+    rate_per_s: float
+
+
+REVISIONS = (
+    Revision("stable", STABLE_URI, "fast", 10),
+    Revision("slow", SLOW_URI, "slow", 10),  # 200 ms per request: about 5 per second get through
+    Revision("healthy", HEALTHY_URI, "fast", 10),
+)
+
+
+@dataclass
+class Fleet:
+    prometheus: PrometheusServer
+    tritons: dict[str, TritonServer]  # by Revision.key
+    traffic: dict[str, Traffic]
+    revisions: dict[str, str]  # Revision.key → revision hash
+
+    def logs(self) -> str:
+        parts = [f"--- prometheus ---\n{self.prometheus.server.log_tail(2000)}"]
+        parts += [f"--- triton {key} ---\n{t.server.log_tail(1500)}" for key, t in self.tritons.items()]
+        parts += [
+            f"--- traffic {key}: sent {t.sent}, failed {t.failed} {t.errors}"
+            for key, t in self.traffic.items()
+        ]
+        return "\n".join(parts)
+
+
+def requests_seen(prometheus: PrometheusServer, revision: str) -> float:
+    selector = format_selector(MODEL, {"modeldeploy_revision": revision})
+    value = query_number(prometheus.url, f"sum(nv_inference_request_success{selector})", timeout_s=2)
+    return value or 0.0
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    try:
+        find_triton()
+        find_prometheus()
+    except PartMissingError as error:
+        missing(error.part, error.why)
+    workdir = tmp_path_factory.mktemp("real-canary")
+    revisions = {r.key: revision_of(r.uri) for r in REVISIONS}
+    assert len(set(revisions.values())) == len(REVISIONS)
+    tritons: dict[str, TritonServer] = {}
+    traffic: dict[str, Traffic] = {}
+    prometheus: PrometheusServer | None = None
+    try:
+        for r in REVISIONS:
+            tritons[r.key] = start_triton(r.key, {MODEL: r.test_model}, workdir / r.key)
+        for triton in tritons.values():
+            triton.wait_ready()
+        targets = [
+            ScrapeTarget(
+                tritons[r.key].metrics_address,
+                {
+                    "namespace": NS,
+                    "pod": f"{NAME}-{revisions[r.key]}-pod",
+                    "modeldeploy_name": NAME,
+                    "modeldeploy_revision": revisions[r.key],
+                },
+            )
+            for r in REVISIONS
+        ]
+        prometheus = start_prometheus(targets, workdir / "prometheus", scrape_interval_s=1.0)
+        prometheus.wait_ready()
+        for r in REVISIONS:
+            traffic[r.key] = Traffic(tritons[r.key].url, MODEL, r.rate_per_s).start()
+        fleet = Fleet(prometheus, tritons, traffic, revisions)
+        started = time.monotonic()
+        while min(requests_seen(prometheus, rev) for rev in revisions.values()) < MIN_REQUESTS:
+            if time.monotonic() - started > 60:
+                raise RuntimeError(f"traffic did not reach Prometheus in 60 s:\n{fleet.logs()}")
+            time.sleep(0.5)
+        yield fleet
+    finally:
+        stop_all(*traffic.values(), prometheus, *tritons.values())
+
+
+# ---------------------------------------------------------------------------------------------- harness
+
+
+async def kubelet(api: ApiServerEmulator, cluster: ClusterControllers, served: set[str]) -> None:
+    """Give each Deployment of a revision in `served` a Ready pod at 127.0.0.1, then let it be available.
+
+    Those revisions start in `cluster.unavailable_revisions`, so the Deployment reports an available replica
+    only once its pod exists, as in a cluster (the operator smoke-checks the canary's pod at that moment).
+    """
+    while True:
+        for name, deployment in api.live(DEPLOYMENTS, NS).items():
+            labels = deployment["metadata"].get("labels") or {}
+            revision = labels.get("modeldeploy.io/revision")
+            pod_name = f"{name}-pod"
+            if revision not in served or api.stored(PODS, NS, pod_name) is not None:
+                continue
+            template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+            await api.write_as_controller(
+                PODS,
+                NS,
+                pod_name,
+                {
+                    "metadata": {"labels": dict(template_labels)},
+                    "status": {
+                        "phase": "Running",
+                        "podIP": "127.0.0.1",
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                    },
+                },
+            )
+            cluster.unavailable_revisions.discard(revision)
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Cluster:
+    api: ApiServerEmulator
+    controllers: ClusterControllers
+
+
+@contextlib.asynccontextmanager
+async def cluster_with_pods(api: ApiServerEmulator, fleet: Fleet, canary_key: str) -> AsyncIterator[Cluster]:
+    controllers = ClusterControllers(api)
+    served = {fleet.revisions["stable"], fleet.revisions[canary_key]}
+    controllers.unavailable_revisions |= served
+    tasks = [asyncio.create_task(controllers.run()), asyncio.create_task(kubelet(api, controllers, served))]
+    try:
+        yield Cluster(api, controllers)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def real_operator(config: pathlib.Path, triton_http_port: int) -> AsyncIterator[Runtime]:
+    """The real operator in this event loop, with the real probes and the real clock."""
+    kube = await Kube.connect(str(config), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1))
+    probes = TritonPrometheusProbes(kube, timeout_s=10, http_port=triton_http_port)
+    runtime = Runtime(kube=kube, probes=probes, metrics=OperatorMetrics(), retry_s=0.2)
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    settings.scanning.disabled = True
+    settings.batching.idle_timeout = 0.5
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(
+            clusterwide=True,  # kmock answers 500 to namespace listing
+            standalone=True,
+            settings=settings,
+            memo=kopf.Memo(runtime=runtime, owns_runtime=False),
+            stop_flag=stop,
+            ready_flag=ready,
+        )
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=15)
+        yield runtime
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=20)
+        await kube.close()
+
+
+async def eventually(check: Callable[[], T | None], what: str, fleet: Fleet, timeout: float = 20.0) -> T:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{fleet.logs()}")
+        await asyncio.sleep(0.05)
+
+
+class View:
+    def __init__(self, api: ApiServerEmulator) -> None:
+        self.api = api
+
+    def status(self) -> dict[str, Any]:
+        found = self.api.stored(MDEPS, NS, NAME)
+        assert found is not None
+        return dict(found.get("status") or {})
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        return next(c for c in self.status().get("conditions", []) if c["type"] == kind)
+
+    def deployments(self) -> dict[str, dict[str, Any]]:
+        return self.api.live(DEPLOYMENTS, NS)
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return [
+            (e["type"], e["reason"], e.get("message", "")) for e in self.api.live("v1/events", NS).values()
+        ]
+
+
+async def start_stable(api: ApiServerEmulator, view: View, fleet: Fleet, body: dict[str, Any]) -> str:
+    await api.write_as_controller(MDEPS, NS, NAME, copy.deepcopy(body))
+    await eventually(lambda: view.status().get("phase") == "Ready", "phase Ready", fleet, timeout=30)
+    stable = view.status()["stableRevision"]
+    assert stable == fleet.revisions["stable"]
+    return str(stable)
+
+
+async def reach_canary_step(view: View, fleet: Fleet, canary: str) -> None:
+    """The real smoke check passed on the canary's pod: the canary got its first step."""
+    await eventually(
+        lambda: view.status().get("canaryRevision") == canary and view.status().get("canaryStep") == 0,
+        f"canary {canary} at step 0 (smoke check passed)",
+        fleet,
+        timeout=30,
+    )
+    assert view.status()["canaryWeight"] == 50
+    # The Event is recorded just after the status that explains it.
+    await eventually(
+        lambda: any(reason == "CanaryProgressing" and "is ready" in msg for _, reason, msg in view.events()),
+        "a CanaryProgressing Event",
+        fleet,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- scenarios
+
+
+async def test_slow_canary_fails_the_real_analysis_and_is_rolled_back(
+    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, fleet: Fleet
+) -> None:
+    view = View(emulator)
+    slow = fleet.revisions["slow"]
+    body = manifest(fleet.prometheus.url)
+    async with (
+        cluster_with_pods(emulator, fleet, "slow"),
+        real_operator(kubeconfig, fleet.tritons["slow"].http_port),
+    ):
+        stable = await start_stable(emulator, view, fleet, body)
+        await emulator.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": SLOW_URI}}})
+        await reach_canary_step(view, fleet, slow)
+        # One interval (10 s) after the step started, the analysis runs against the real Prometheus.
+        await eventually(lambda: view.status().get("phase") == "Degraded", "rollback", fleet, timeout=40)
+        status = view.status()
+        analysis = status["analysis"]
+        assert analysis["verdict"] == "fail", analysis
+        assert analysis["checks"] == ["maxLatencyRatio"], analysis
+        assert analysis["failedChecks"] == 1
+        canary, stable_numbers = analysis["canary"], analysis["stable"]
+        # Measured, not scripted: the slow model sleeps 200 ms per request, the stable one 50 ms.
+        assert canary["p99Ms"] >= 200, analysis
+        assert 50 <= stable_numbers["p99Ms"] < 150, analysis
+        assert canary["p99Ms"] > 1.2 * stable_numbers["p99Ms"]
+        assert canary["requests"] >= MIN_REQUESTS and stable_numbers["requests"] >= MIN_REQUESTS, analysis
+        assert canary["errorRate"] == 0 and stable_numbers["errorRate"] == 0
+        assert 200 <= canary["meanMs"] <= canary["p99Ms"]
+        assert f"canary p99 {canary['p99Ms']:.1f} ms" in analysis["reason"]
+        assert f"stable p99 {stable_numbers['p99Ms']:.1f} ms" in analysis["reason"]
+        rollback = status["lastRollback"]
+        assert rollback["revision"] == slow
+        assert rollback["cause"] == "AnalysisFailed"
+        assert f"canary p99 {canary['p99Ms']:.1f} ms" in rollback["reason"]
+        degraded = view.condition("Degraded")
+        assert (degraded["status"], degraded["reason"]) == ("True", "RolledBack")
+        assert view.condition("Ready")["status"] == "True"
+        assert status["stableRevision"] == stable
+        assert status.get("canaryRevision") is None
+        await eventually(
+            lambda: set(view.deployments()) == {f"{NAME}-{stable}"}, "canary Deployment deleted", fleet
+        )
+        assert view.deployments()[f"{NAME}-{stable}"]["spec"]["replicas"] == 2  # stable back to full size
+        await eventually(
+            lambda: any(e[:2] == ("Warning", "RolledBack") for e in view.events()),
+            "a RolledBack Event",
+            fleet,
+        )
+
+
+async def test_healthy_canary_passes_the_real_analysis_and_is_promoted(
+    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, fleet: Fleet
+) -> None:
+    view = View(emulator)
+    healthy = fleet.revisions["healthy"]
+    # Same model on both tracks; a ratio of 1.5 keeps CPU contention on a 2-core machine from failing it.
+    body = manifest(fleet.prometheus.url, max_latency_ratio=1.5)
+    async with (
+        cluster_with_pods(emulator, fleet, "healthy"),
+        real_operator(kubeconfig, fleet.tritons["healthy"].http_port),
+    ):
+        stable = await start_stable(emulator, view, fleet, body)
+        await emulator.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": HEALTHY_URI}}})
+        await reach_canary_step(view, fleet, healthy)
+        await eventually(
+            lambda: view.status().get("stableRevision") == healthy, "promotion", fleet, timeout=40
+        )
+        status = view.status()
+        analysis = status["analysis"]
+        assert analysis["verdict"] == "pass", analysis
+        canary, stable_numbers = analysis["canary"], analysis["stable"]
+        for numbers in (canary, stable_numbers):
+            assert numbers["requests"] >= MIN_REQUESTS, analysis
+            assert numbers["errorRate"] == 0, analysis
+            assert 50 <= numbers["p99Ms"] < 150, analysis  # the fast model sleeps 50 ms
+        assert status["phase"] == "Ready"
+        assert "lastRollback" not in status
+        await eventually(
+            lambda: set(view.deployments()) == {f"{NAME}-{healthy}"}, "old stable deleted", fleet
+        )
+        assert stable != healthy
+        promoted = view.deployments()[f"{NAME}-{healthy}"]
+        assert promoted["metadata"]["labels"]["modeldeploy.io/track"] == "stable"
+        assert promoted["spec"]["replicas"] == 2
