@@ -2,7 +2,9 @@
 
 `parse_spec` is the only way in: it applies the defaults, checks every field and every cross-field rule
 (the CRD's CEL rules, same field paths and messages), and raises `SpecError` listing each problem as
-`spec.path: reason`. Nothing downstream (rendering, rollout) sees a spec that did not pass here.
+`spec.path: reason`. A bad field hides only the cross-field rules that read its own section: the other
+sections are validated on their own so their rules still report.
+Nothing downstream (rendering, rollout) sees a spec that did not pass here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -359,17 +361,58 @@ def _tolerations(tolerations: list[Toleration], path: str) -> Iterator[SpecProbl
             yield SpecProblem(f"{path}[{index}].value", "must be unset when operator is Exists")
 
 
-def _cross_field_problems(spec: ModelDeploymentSpec) -> Iterator[SpecProblem]:
-    optimization, serving, rollout = spec.optimization, spec.serving, spec.rollout
+@dataclass(frozen=True)
+class _Sections:
+    """The sections the cross-field rules read; `None` where the section itself did not validate."""
+
+    optimization: OptimizationSpec | None
+    serving: ServingSpec | None
+    storage: StorageSpec | None
+    autoscaling: AutoscalingSpec | None
+    rollout: RolloutSpec | None
+
+
+def _cross_field_problems(sections: _Sections) -> Iterator[SpecProblem]:
+    """Every rule whose inputs all validated (a rule reading an invalid section is skipped)."""
+    optimization, serving = sections.optimization, sections.serving
+    if optimization is not None:
+        yield from _optimization_problems(optimization)
+    if serving is not None:
+        yield from _serving_problems(serving)
+    if (
+        optimization is not None
+        and serving is not None
+        and optimization.compile.target == "tensorrt"
+        and serving.instance_group.kind != "gpu"
+    ):
+        yield SpecProblem(
+            "spec.serving.instanceGroup.kind", "a TensorRT engine runs only on GPUs: kind must be gpu"
+        )
+    if sections.storage is not None:
+        yield from _storage_problems(sections.storage)
+    if sections.autoscaling is not None:
+        yield from _autoscaling_problems(sections.autoscaling)
+    if sections.rollout is not None:
+        yield from _rollout_problems(sections.rollout)
+
+
+def _pod_placement_problems(section: OptimizationSpec | ServingSpec, path: str) -> Iterator[SpecProblem]:
+    yield from _resource_names(section.resources, f"{path}.resources")
+    yield from _requests_within_limits(section.resources, f"{path}.resources")
+    yield from _node_selector_keys(section.node_selector, f"{path}.nodeSelector")
+    yield from _tolerations(section.tolerations, f"{path}.tolerations")
+
+
+def _optimization_problems(optimization: OptimizationSpec) -> Iterator[SpecProblem]:
     if optimization.quantization == "int8-static" and optimization.calibration is None:
         yield SpecProblem(
             "spec.optimization.calibration", "int8-static quantization needs calibration data (uri)"
         )
-    for section, path in ((optimization, "spec.optimization"), (serving, "spec.serving")):
-        yield from _resource_names(section.resources, f"{path}.resources")
-        yield from _requests_within_limits(section.resources, f"{path}.resources")
-        yield from _node_selector_keys(section.node_selector, f"{path}.nodeSelector")
-        yield from _tolerations(section.tolerations, f"{path}.tolerations")
+    yield from _pod_placement_problems(optimization, "spec.optimization")
+
+
+def _serving_problems(serving: ServingSpec) -> Iterator[SpecProblem]:
+    yield from _pod_placement_problems(serving, "spec.serving")
     if serving.dynamic_batching is not None:
         if serving.max_batch_size == 0:
             yield SpecProblem("spec.serving.maxBatchSize", "dynamicBatching needs maxBatchSize > 0")
@@ -386,22 +429,25 @@ def _cross_field_problems(spec: ModelDeploymentSpec) -> Iterator[SpecProblem]:
             "spec.serving.extraArgs",
             "must not set --model-repository, --model-store, --http-port, --grpc-port or --metrics-port",
         )
-    if optimization.compile.target == "tensorrt" and serving.instance_group.kind != "gpu":
-        yield SpecProblem(
-            "spec.serving.instanceGroup.kind", "a TensorRT engine runs only on GPUs: kind must be gpu"
-        )
-    storage = spec.storage
+
+
+def _storage_problems(storage: StorageSpec) -> Iterator[SpecProblem]:
     if not storage.uri.startswith("s3://") and (
         storage.credentials_secret is not None or storage.endpoint is not None
     ):
         yield SpecProblem("spec.storage", "credentialsSecret and endpoint apply only to s3:// storage")
-    autoscaling = spec.autoscaling
+
+
+def _autoscaling_problems(autoscaling: AutoscalingSpec) -> Iterator[SpecProblem]:
     if autoscaling.min_replicas > autoscaling.max_replicas:
         yield SpecProblem("spec.autoscaling.minReplicas", "must be at most maxReplicas")
     if autoscaling.engine != "none" and autoscaling.target is None:
         yield SpecProblem("spec.autoscaling.target", "required when engine is hpa or keda")
     if autoscaling.metric == "gpuUtilization" and autoscaling.target is not None and autoscaling.target > 100:
         yield SpecProblem("spec.autoscaling.target", "gpuUtilization is a percentage: at most 100")
+
+
+def _rollout_problems(rollout: RolloutSpec) -> Iterator[SpecProblem]:
     if any(later <= earlier for earlier, later in zip(rollout.steps, rollout.steps[1:], strict=False)):
         yield SpecProblem("spec.rollout.steps", "must be strictly increasing")
     if rollout.interval < timedelta(seconds=10):
@@ -449,6 +495,21 @@ def _problems(error: ValidationError) -> list[SpecProblem]:
     return problems
 
 
+_SectionT = TypeVar("_SectionT", bound=_Section)
+
+
+def _valid_section(raw: Mapping[str, Any], name: str, model: type[_SectionT]) -> _SectionT | None:
+    """Section `name` of `raw` validated on its own (its default when absent), or None when it is invalid."""
+    field = ModelDeploymentSpec.model_fields[name]
+    key = field.alias or name
+    if key not in raw:
+        return None if field.is_required() else model.model_validate({})
+    try:
+        return model.model_validate(raw[key], by_alias=True, by_name=False)
+    except ValidationError:
+        return None
+
+
 def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
     """Validate `raw` (a ModelDeployment's `spec`, camelCase keys) and apply the CRD's defaults."""
     if not isinstance(raw, Mapping):
@@ -458,8 +519,20 @@ def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
         # construct sections by attribute name.
         spec = ModelDeploymentSpec.model_validate(dict(raw), by_alias=True, by_name=False)
     except ValidationError as error:
-        raise SpecError(_problems(error)) from None
-    problems = list(_cross_field_problems(spec))
+        # Report the cross-field problems of the sections that did validate too, so one run shows them all.
+        sections = _Sections(
+            optimization=_valid_section(raw, "optimization", OptimizationSpec),
+            serving=_valid_section(raw, "serving", ServingSpec),
+            storage=_valid_section(raw, "storage", StorageSpec),
+            autoscaling=_valid_section(raw, "autoscaling", AutoscalingSpec),
+            rollout=_valid_section(raw, "rollout", RolloutSpec),
+        )
+        raise SpecError([*_problems(error), *_cross_field_problems(sections)]) from None
+    problems = list(
+        _cross_field_problems(
+            _Sections(spec.optimization, spec.serving, spec.storage, spec.autoscaling, spec.rollout)
+        )
+    )
     if problems:
         raise SpecError(problems)
     return spec

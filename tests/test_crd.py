@@ -443,6 +443,28 @@ def test_metadata_name_rules_agree(name: str, refused: str | None) -> None:
         assert refused in operator_problems(doc)
 
 
+def test_with_a_bad_field_the_operator_still_names_every_rule_broken_elsewhere() -> None:
+    """One bad field does not hide the CEL-rule problems of other sections: the operator reports what the
+    API server reports for each part on its own (the stand-in skips CEL after any schema error, so the two
+    parts are admitted separately here)."""
+    bad_field = {"model": {"uri": "ftp://models/m.onnx"}}
+    broken_rules = {
+        "rollout": {"steps": [50, 20], "interval": "5s"},
+        "autoscaling": {"minReplicas": 5, "maxReplicas": 2},
+    }
+    expected = cel_rules.admit(document(bad_field))[1] + cel_rules.admit(document(broken_rules))[1]
+    operator = operator_messages(document(_merge(bad_field, broken_rules)))
+    assert sorted(path for path, _ in operator) == sorted(path for path, _ in expected)
+    cel_messages = {rule["message"] for _, rule in cel_rules.all_rules()}
+    rule_problems = {pair for pair in expected if pair[1] in cel_messages}
+    assert rule_problems == {
+        ("spec.rollout.steps", "must be strictly increasing"),
+        ("spec.rollout.interval", "must be at least 10s"),
+        ("spec.autoscaling.minReplicas", "must be at most maxReplicas"),
+    }
+    assert rule_problems <= set(operator)
+
+
 # The two places the operator is stricter, on purpose: map *keys* cannot be checked by a CRD rule whose
 # cost the API server accepts (a key's length is unbounded), so they are refused by the operator, before
 # any manifest is written.

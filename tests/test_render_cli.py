@@ -108,6 +108,8 @@ def test_every_problem_of_every_document_one_line_each(
     assert out == ""
     assert err.splitlines() == [
         f"{path}: bad: spec.storage.uri: must be pvc://CLAIM[/PREFIX] or s3://BUCKET[/PREFIX]",
+        f"{path}: bad: spec.rollout.steps: must be strictly increasing",
+        f"{path}: bad: spec.rollout.interval: must be at least 10s",
         f"{path}: Bad_Name: metadata.name: must be a DNS-1035 label "
         "(lowercase letters, digits, '-'; starts with a letter)",
     ]
@@ -123,6 +125,41 @@ def test_cross_field_problems_are_reported_with_their_fields(
     assert err.splitlines() == [
         f"{path}: demo: spec.rollout.steps: must be strictly increasing",
         f"{path}: demo: spec.rollout.interval: must be at least 10s",
+    ]
+
+
+MANY_PROBLEMS = """
+apiVersion: modeldeploy.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: demo}
+spec:
+  model: {name: classifier, uri: "ftp://models/classifier.onnx"}
+  serving: {replicas: many, maxBatchSize: 0, dynamicBatching: {}}
+  autoscaling: {engine: hpa, minReplicas: 5, maxReplicas: 2}
+  rollout: {steps: [50, 20], interval: 5s, progressDeadline: 5s}
+"""
+
+
+def test_field_and_cross_field_problems_are_all_listed_in_one_run(tmp_path: Path) -> None:
+    """A user fixing a file sees every problem at once: a bad field no longer hides the rules broken in the
+    sections that are otherwise valid (only rules of an invalid section, here serving's, wait)."""
+    path = write(tmp_path, MANY_PROBLEMS)
+    script = Path(sys.executable).with_name("modeldeploy")
+    result = subprocess.run(
+        [str(script), "render", "-f", path], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{path}: demo: spec.model.uri: must be a URI with scheme s3://, gs://, https://, file:// or "
+        "pvc://CLAIM/PATH",
+        f"{path}: demo: spec.serving.replicas: Input should be a valid integer",
+        f"{path}: demo: spec.storage: required",
+        f"{path}: demo: spec.autoscaling.minReplicas: must be at most maxReplicas",
+        f"{path}: demo: spec.autoscaling.target: required when engine is hpa or keda",
+        f"{path}: demo: spec.rollout.steps: must be strictly increasing",
+        f"{path}: demo: spec.rollout.interval: must be at least 10s",
+        f"{path}: demo: spec.rollout.progressDeadline: must be longer than interval",
     ]
 
 

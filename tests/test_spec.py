@@ -74,6 +74,62 @@ def test_every_problem_is_reported_at_once_with_its_path() -> None:
     assert "s3://" in found["spec.model.uri"]
 
 
+def test_cross_field_problems_are_reported_alongside_field_problems() -> None:
+    raw = minimal() | {
+        "model": {"name": "resnet", "uri": "ftp://x"},
+        "rollout": {"steps": [50, 20], "interval": "5s"},
+        "autoscaling": {"minReplicas": 5, "maxReplicas": 2},
+    }
+    assert problems(raw) == [
+        (
+            "spec.model.uri",
+            "must be a URI with scheme s3://, gs://, https://, file:// or pvc://CLAIM/PATH",
+        ),
+        ("spec.autoscaling.minReplicas", "must be at most maxReplicas"),
+        ("spec.rollout.steps", "must be strictly increasing"),
+        ("spec.rollout.interval", "must be at least 10s"),
+    ]
+
+
+def test_rules_spanning_two_sections_run_when_both_sections_are_valid() -> None:
+    raw = minimal() | {
+        "storage": {"uri": "pvc://store", "endpoint": "http://minio:9000"},
+        "optimization": {
+            "compile": {"target": "tensorrt"},
+            "quantization": "int8-static",
+            "image": "bad image",
+        },
+        "serving": {"instanceGroup": {"kind": "cpu"}, "maxBatchSize": 0, "dynamicBatching": {}},
+    }
+    # optimization is invalid (its image), so neither its own rules nor the TensorRT rule can be judged;
+    # serving's and storage's rules still are.
+    assert problems(raw) == [
+        ("spec.optimization.image", "must be a container image reference"),
+        ("spec.serving.maxBatchSize", "dynamicBatching needs maxBatchSize > 0"),
+        ("spec.storage", "credentialsSecret and endpoint apply only to s3:// storage"),
+    ]
+    del raw["optimization"]["image"]
+    assert problems(raw | {"model": {"name": "bad name", "uri": "s3://m/m.onnx"}}) == [
+        ("spec.model.name", "must be letters, digits, '_', '.', '-' (alphanumeric at both ends)"),
+        ("spec.optimization.calibration", "int8-static quantization needs calibration data (uri)"),
+        ("spec.serving.maxBatchSize", "dynamicBatching needs maxBatchSize > 0"),
+        ("spec.serving.instanceGroup.kind", "a TensorRT engine runs only on GPUs: kind must be gpu"),
+        ("spec.storage", "credentialsSecret and endpoint apply only to s3:// storage"),
+    ]
+
+
+def test_a_section_with_a_bad_field_skips_only_its_own_cross_field_rules() -> None:
+    raw = minimal() | {"rollout": {"steps": [50, 20], "strategy": "slow"}}
+    # steps are not judged while rollout itself is invalid: fixing `strategy` is what reveals them.
+    assert problems(raw) == [
+        ("spec.rollout.strategy", "Input should be 'canary' or 'immediate'"),
+    ]
+    assert problems(minimal() | {"rollout": {"steps": [50, 20]}, "autoscaling": {"minReplicas": 9}}) == [
+        ("spec.autoscaling.minReplicas", "must be at most maxReplicas"),
+        ("spec.rollout.steps", "must be strictly increasing"),
+    ]
+
+
 def test_error_text_lists_one_problem_per_line() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec({"model": {"name": "m", "uri": "s3://b/m"}})

@@ -53,8 +53,3 @@ app.kubernetes.io/part-of: modeldeploy
 {{- define "modeldeploy.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
-
-{{/* Upper bound of the start-time peering priority: above any nanosecond timestamp until year 2096, below int64. */}}
-{{- define "modeldeploy.priorityCeiling" -}}
-4000000000000000000
-{{- end }}
