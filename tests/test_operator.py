@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import kopf
 import pytest
 from kube_emulator import ApiServerEmulator, ClusterControllers
+from operator_harness import operator_in_this_loop
 
-from modeldeploy import handlers
 from modeldeploy.kube import Backoff, Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import AnalysisRequest, Track
@@ -103,33 +102,8 @@ async def operator(
     """Run the real operator in this event loop; `kill` ends it by cancellation (no graceful stop)."""
     kube = await Kube.connect(str(config), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1))
     runtime = Runtime(kube=kube, probes=probes, metrics=OperatorMetrics(), clock=clock, retry_s=0.2)
-    settings = kopf.OperatorSettings()
-    handlers.configure(settings)
-    settings.scanning.disabled = True
-    # kopf keeps an idle per-object worker alive this long, and waits for it when stopping.
-    settings.batching.idle_timeout = 0.5
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        kopf.operator(
-            clusterwide=True,  # kmock answers 500 to namespace listing
-            standalone=True,
-            settings=settings,
-            memo=kopf.Memo(runtime=runtime, owns_runtime=False),
-            stop_flag=stop,
-            ready_flag=ready,
-        )
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=15)
+    async with operator_in_this_loop(runtime, kill=kill):
         yield Operator(runtime, clock, probes)
-    finally:
-        if kill:
-            task.cancel()
-        else:
-            stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=20)
-        await kube.close()
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import kopf
 import pytest
 from kube_emulator import ApiServerEmulator, ClusterControllers
+from operator_harness import operator_in_this_loop
 from realparts import missing
 from realservers import (
     PartMissingError,
@@ -47,7 +47,6 @@ from realservers import (
     stop_all,
 )
 
-from modeldeploy import handlers
 from modeldeploy.analysis import format_selector
 from modeldeploy.kube import Backoff, Kube
 from modeldeploy.metrics import OperatorMetrics
@@ -247,29 +246,8 @@ async def real_operator(config: pathlib.Path, triton_http_port: int) -> AsyncIte
     kube = await Kube.connect(str(config), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1))
     probes = TritonPrometheusProbes(kube, timeout_s=10, http_port=triton_http_port)
     runtime = Runtime(kube=kube, probes=probes, metrics=OperatorMetrics(), retry_s=0.2)
-    settings = kopf.OperatorSettings()
-    handlers.configure(settings)
-    settings.scanning.disabled = True
-    settings.batching.idle_timeout = 0.5
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        kopf.operator(
-            clusterwide=True,  # kmock answers 500 to namespace listing
-            standalone=True,
-            settings=settings,
-            memo=kopf.Memo(runtime=runtime, owns_runtime=False),
-            stop_flag=stop,
-            ready_flag=ready,
-        )
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=15)
+    async with operator_in_this_loop(runtime):
         yield runtime
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=20)
-        await kube.close()
 
 
 async def eventually(check: Callable[[], T | None], what: str, fleet: Fleet, timeout: float = 20.0) -> T:
