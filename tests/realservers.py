@@ -27,7 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -397,3 +397,76 @@ def stop_all(*servers: TritonServer | PrometheusServer | Traffic | None) -> None
         process.signal_stop()
     for process in processes:
         process.wait_stopped()
+
+
+@dataclass(frozen=True)
+class FleetPod:
+    """One Triton process standing in for one pod: the model it serves, its traffic, and the labels the
+    PodMonitor would give its series."""
+
+    key: str
+    test_model: str  # tests/triton_models/<test_model>
+    rate_per_s: float
+    labels: Mapping[str, str]
+
+
+@dataclass
+class Fleet:
+    """Triton pods under steady traffic, scraped by one Prometheus every second."""
+
+    model: str
+    prometheus: PrometheusServer
+    tritons: dict[str, TritonServer]  # by FleetPod.key
+    traffic: dict[str, Traffic]  # by FleetPod.key
+
+    def logs(self) -> str:
+        parts = [f"--- prometheus ---\n{self.prometheus.server.log_tail(2000)}"]
+        parts += [f"--- triton {key} ---\n{t.server.log_tail(1500)}" for key, t in self.tritons.items()]
+        parts += [
+            f"--- traffic {key}: sent {t.sent}, failed {t.failed} {t.errors}"
+            for key, t in self.traffic.items()
+        ]
+        return "\n".join(parts)
+
+    def requests_seen(self, revision: str) -> float:
+        """Successful requests of `revision` that Prometheus has scraped so far."""
+        # Imported here: the fleet is also used by benchmarks that run without the package's extras.
+        from modeldeploy.analysis import format_selector  # noqa: PLC0415
+        from modeldeploy.prometheus import query_number  # noqa: PLC0415
+
+        selector = format_selector(self.model, {"modeldeploy_revision": revision})
+        value = query_number(self.prometheus.url, f"sum(nv_inference_request_success{selector})", timeout_s=2)
+        return value or 0.0
+
+
+@contextlib.contextmanager
+def running_fleet(
+    model: str, pods: Sequence[FleetPod], workdir: Path, *, min_requests: float, revisions: Sequence[str]
+) -> Iterator[Fleet]:
+    """Start the pods and Prometheus, send traffic, and yield once Prometheus has seen at least
+    `min_requests` of each of `revisions`; everything is stopped afterwards. Raises PartMissingError when
+    tritonserver or prometheus is not installed."""
+    find_triton()
+    find_prometheus()
+    tritons: dict[str, TritonServer] = {}
+    traffic: dict[str, Traffic] = {}
+    prometheus: PrometheusServer | None = None
+    try:
+        for pod in pods:
+            tritons[pod.key] = start_triton(pod.key, {model: pod.test_model}, workdir / pod.key)
+        for triton in tritons.values():
+            triton.wait_ready()
+        targets = [ScrapeTarget(tritons[pod.key].metrics_address, dict(pod.labels)) for pod in pods]
+        prometheus = start_prometheus(targets, workdir / "prometheus", scrape_interval_s=1.0)
+        prometheus.wait_ready()
+        for pod in pods:
+            traffic[pod.key] = Traffic(tritons[pod.key].url, model, pod.rate_per_s).start()
+        fleet = Fleet(model, prometheus, tritons, traffic)
+        started = time.monotonic()
+        while min(fleet.requests_seen(revision) for revision in revisions) < min_requests:
+            if time.monotonic() - started > 60:
+                raise RuntimeError(f"traffic did not reach Prometheus in 60 s:\n{fleet.logs()}")
+            time.sleep(0.5)
+        yield fleet
+    finally:
+        stop_all(*traffic.values(), prometheus, *tritons.values())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,19 +23,16 @@ from typing import Any
 import pytest
 from realparts import missing
 from realservers import (
+    Fleet,
+    FleetPod,
     PartMissingError,
-    PrometheusServer,
-    ScrapeTarget,
-    Traffic,
-    TritonServer,
     find_prometheus,
-    find_triton,
+    running_fleet,
     start_prometheus,
-    start_triton,
     stop_all,
 )
 
-from modeldeploy.analysis import Thresholds, format_selector
+from modeldeploy.analysis import Thresholds
 from modeldeploy.prometheus import QueryError, analyze, query_number
 
 pytestmark = [pytest.mark.realpart("tritonserver"), pytest.mark.realpart("prometheus")]
@@ -85,55 +81,16 @@ def labels(pod: Pod) -> dict[str, str]:
     return result
 
 
-@dataclass
-class Fleet:
-    prometheus: PrometheusServer
-    tritons: dict[str, TritonServer]  # by pod name
-    traffic: dict[str, Traffic]  # by pod name
-
-    def logs(self) -> str:
-        parts = [f"--- prometheus ---\n{self.prometheus.server.log_tail(2000)}"]
-        parts += [f"--- {name} ---\n{triton.server.log_tail(1500)}" for name, triton in self.tritons.items()]
-        return "\n".join(parts)
-
-
-def requests_seen(prometheus: PrometheusServer, revision: str) -> float:
-    selector = format_selector(MODEL, {"modeldeploy_revision": revision})
-    value = query_number(prometheus.url, f"sum(nv_inference_request_success{selector})", timeout_s=2)
-    return value or 0.0
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    pods = [FleetPod(pod.name, pod.test_model, pod.rate_per_s, labels(pod)) for pod in PODS]
+    workdir = tmp_path_factory.mktemp("analysis")
     try:
-        find_triton()
-        find_prometheus()
+        # Ready for analysis once Prometheus has scraped enough requests of every busy track.
+        with running_fleet(MODEL, pods, workdir, min_requests=MIN_REQUESTS + 10, revisions=BUSY) as fleet:
+            yield fleet
     except PartMissingError as error:
         missing(error.part, error.why)
-    workdir = tmp_path_factory.mktemp("analysis")
-    tritons: dict[str, TritonServer] = {}
-    traffic: dict[str, Traffic] = {}
-    prometheus: PrometheusServer | None = None
-    try:
-        for pod in PODS:
-            tritons[pod.name] = start_triton(pod.name, {MODEL: pod.test_model}, workdir / pod.name)
-        for triton in tritons.values():
-            triton.wait_ready()
-        targets = [ScrapeTarget(tritons[pod.name].metrics_address, labels(pod)) for pod in PODS]
-        prometheus = start_prometheus(targets, workdir / "prometheus", scrape_interval_s=1.0)
-        prometheus.wait_ready()
-        for pod in PODS:
-            traffic[pod.name] = Traffic(tritons[pod.name].url, MODEL, pod.rate_per_s).start()
-        fleet = Fleet(prometheus, tritons, traffic)
-        # Ready for analysis once Prometheus has scraped enough requests of every busy track.
-        started = time.monotonic()
-        while min(requests_seen(prometheus, revision) for revision in BUSY) < MIN_REQUESTS + 10:
-            if time.monotonic() - started > 60:
-                raise RuntimeError(f"traffic did not reach Prometheus in 60 s:\n{fleet.logs()}")
-            time.sleep(0.5)
-        yield fleet
-    finally:
-        stop_all(*traffic.values(), prometheus, *tritons.values())
 
 
 def run_analyze(

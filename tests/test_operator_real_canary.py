@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import copy
 import pathlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,23 +34,15 @@ from kube_emulator import ApiServerEmulator, ClusterControllers
 from operator_harness import operator_in_this_loop
 from realparts import missing
 from realservers import (
+    Fleet,
+    FleetPod,
     PartMissingError,
-    PrometheusServer,
-    ScrapeTarget,
-    Traffic,
-    TritonServer,
-    find_prometheus,
-    find_triton,
-    start_prometheus,
-    start_triton,
-    stop_all,
+    running_fleet,
 )
 
-from modeldeploy.analysis import format_selector
 from modeldeploy.kube import Backoff, Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import TritonPrometheusProbes
-from modeldeploy.prometheus import query_number
 from modeldeploy.reconciler import Runtime
 from modeldeploy.revision import compute_revision
 from modeldeploy.spec import parse_spec
@@ -116,72 +107,35 @@ REVISIONS = (
 )
 
 
-@dataclass
-class Fleet:
-    prometheus: PrometheusServer
-    tritons: dict[str, TritonServer]  # by Revision.key
-    traffic: dict[str, Traffic]
-    revisions: dict[str, str]  # Revision.key → revision hash
-
-    def logs(self) -> str:
-        parts = [f"--- prometheus ---\n{self.prometheus.server.log_tail(2000)}"]
-        parts += [f"--- triton {key} ---\n{t.server.log_tail(1500)}" for key, t in self.tritons.items()]
-        parts += [
-            f"--- traffic {key}: sent {t.sent}, failed {t.failed} {t.errors}"
-            for key, t in self.traffic.items()
-        ]
-        return "\n".join(parts)
-
-
-def requests_seen(prometheus: PrometheusServer, revision: str) -> float:
-    selector = format_selector(MODEL, {"modeldeploy_revision": revision})
-    value = query_number(prometheus.url, f"sum(nv_inference_request_success{selector})", timeout_s=2)
-    return value or 0.0
+# Revision hashes are pure functions of the spec: the scrape labels can name them before the operator runs.
+REVISION_OF = {r.key: revision_of(r.uri) for r in REVISIONS}
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    assert len(set(REVISION_OF.values())) == len(REVISIONS)
+    pods = [
+        FleetPod(
+            r.key,
+            r.test_model,
+            r.rate_per_s,
+            {
+                "namespace": NS,
+                "pod": f"{NAME}-{REVISION_OF[r.key]}-pod",
+                "modeldeploy_name": NAME,
+                "modeldeploy_revision": REVISION_OF[r.key],
+            },
+        )
+        for r in REVISIONS
+    ]
+    workdir = tmp_path_factory.mktemp("real-canary")
     try:
-        find_triton()
-        find_prometheus()
+        with running_fleet(
+            MODEL, pods, workdir, min_requests=MIN_REQUESTS, revisions=list(REVISION_OF.values())
+        ) as fleet:
+            yield fleet
     except PartMissingError as error:
         missing(error.part, error.why)
-    workdir = tmp_path_factory.mktemp("real-canary")
-    revisions = {r.key: revision_of(r.uri) for r in REVISIONS}
-    assert len(set(revisions.values())) == len(REVISIONS)
-    tritons: dict[str, TritonServer] = {}
-    traffic: dict[str, Traffic] = {}
-    prometheus: PrometheusServer | None = None
-    try:
-        for r in REVISIONS:
-            tritons[r.key] = start_triton(r.key, {MODEL: r.test_model}, workdir / r.key)
-        for triton in tritons.values():
-            triton.wait_ready()
-        targets = [
-            ScrapeTarget(
-                tritons[r.key].metrics_address,
-                {
-                    "namespace": NS,
-                    "pod": f"{NAME}-{revisions[r.key]}-pod",
-                    "modeldeploy_name": NAME,
-                    "modeldeploy_revision": revisions[r.key],
-                },
-            )
-            for r in REVISIONS
-        ]
-        prometheus = start_prometheus(targets, workdir / "prometheus", scrape_interval_s=1.0)
-        prometheus.wait_ready()
-        for r in REVISIONS:
-            traffic[r.key] = Traffic(tritons[r.key].url, MODEL, r.rate_per_s).start()
-        fleet = Fleet(prometheus, tritons, traffic, revisions)
-        started = time.monotonic()
-        while min(requests_seen(prometheus, rev) for rev in revisions.values()) < MIN_REQUESTS:
-            if time.monotonic() - started > 60:
-                raise RuntimeError(f"traffic did not reach Prometheus in 60 s:\n{fleet.logs()}")
-            time.sleep(0.5)
-        yield fleet
-    finally:
-        stop_all(*traffic.values(), prometheus, *tritons.values())
 
 
 # ---------------------------------------------------------------------------------------------- harness
@@ -227,7 +181,7 @@ class Cluster:
 @contextlib.asynccontextmanager
 async def cluster_with_pods(api: ApiServerEmulator, fleet: Fleet, canary_key: str) -> AsyncIterator[Cluster]:
     controllers = ClusterControllers(api)
-    served = {fleet.revisions["stable"], fleet.revisions[canary_key]}
+    served = {REVISION_OF["stable"], REVISION_OF[canary_key]}
     controllers.unavailable_revisions |= served
     tasks = [asyncio.create_task(controllers.run()), asyncio.create_task(kubelet(api, controllers, served))]
     try:
@@ -287,7 +241,7 @@ async def start_stable(api: ApiServerEmulator, view: View, fleet: Fleet, body: d
     await api.write_as_controller(MDEPS, NS, NAME, copy.deepcopy(body))
     await eventually(lambda: view.status().get("phase") == "Ready", "phase Ready", fleet, timeout=30)
     stable = view.status()["stableRevision"]
-    assert stable == fleet.revisions["stable"]
+    assert stable == REVISION_OF["stable"]
     return str(stable)
 
 
@@ -315,7 +269,7 @@ async def test_slow_canary_fails_the_real_analysis_and_is_rolled_back(
     emulator: ApiServerEmulator, kubeconfig: pathlib.Path, fleet: Fleet
 ) -> None:
     view = View(emulator)
-    slow = fleet.revisions["slow"]
+    slow = REVISION_OF["slow"]
     body = manifest(fleet.prometheus.url)
     async with (
         cluster_with_pods(emulator, fleet, "slow"),
@@ -365,7 +319,7 @@ async def test_healthy_canary_passes_the_real_analysis_and_is_promoted(
     emulator: ApiServerEmulator, kubeconfig: pathlib.Path, fleet: Fleet
 ) -> None:
     view = View(emulator)
-    healthy = fleet.revisions["healthy"]
+    healthy = REVISION_OF["healthy"]
     # Same model on both tracks; a ratio of 1.5 keeps CPU contention on a 2-core machine from failing it.
     body = manifest(fleet.prometheus.url, max_latency_ratio=1.5)
     async with (
