@@ -37,6 +37,8 @@ OWNED = {MANAGED_BY_LABEL: "modeldeploy"}
 # Watches are re-opened at least this often; a stalled stream (no error, no events) is cut client-side.
 WATCH_SERVER_TIMEOUT_S = 270
 WATCH_CLIENT_TIMEOUT_S = 300
+# Longer than the reconcile's own longest wait (Runtime.consistency_timeout_s, 5 s).
+CANCELLATION_BACKOFF_S = 6.0
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -116,7 +118,9 @@ def validate(name: str, spec: kopf.Spec, **_: Any) -> None:
         raise kopf.PermanentError(f"invalid ModelDeployment:\n{error}") from None
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+# On shutdown or deletion, a reconcile in flight may finish (it checks `stopped` between rounds) before kopf
+# cancels it: without a backoff kopf cancels at once, mid-write, and logs a warning for every object.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=CANCELLATION_BACKOFF_S, cancellation_timeout=10.0)
 async def reconcile_loop(
     *,
     stopped: kopf.DaemonStopped,
