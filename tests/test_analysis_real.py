@@ -126,7 +126,9 @@ def test_same_model_on_both_tracks_passes(fleet: Fleet) -> None:
     assert stable["error_rate"] == 0 and canary_numbers["error_rate"] == 0
     for numbers in (stable, canary_numbers):
         assert 50 <= numbers["p99_ms"] < 100  # the model sleeps 50 ms
-        assert 50 <= numbers["mean_ms"] <= numbers["p99_ms"]
+        # Not `mean <= p99`: the mean comes from counters over the window, p99 from Triton's own rolling
+        # summary, so with a near-constant latency either can come out a fraction of a millisecond higher.
+        assert 50 <= numbers["mean_ms"] < 100
 
 
 def test_slow_canary_fails_on_latency_with_both_numbers(fleet: Fleet) -> None:
