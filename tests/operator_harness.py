@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 import kopf
 
 from modeldeploy import handlers
 from modeldeploy.reconciler import Runtime
+
+T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
@@ -43,3 +46,24 @@ async def operator_in_this_loop(runtime: Runtime, *, kill: bool = False) -> Asyn
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=20)
         await runtime.kube.close()
+
+
+async def eventually(
+    check: Callable[[], T | None],
+    what: str,
+    *,
+    timeout: float = 15.0,
+    context: Callable[[], str] | None = None,
+) -> T:
+    """Poll `check` until it returns something truthy, against a deadline. The failure names `what` and
+    adds `context()` (server logs, the last status) when given."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            detail = f"\n{context()}" if context is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+        await asyncio.sleep(0.02)

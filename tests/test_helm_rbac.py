@@ -16,7 +16,6 @@ import contextlib
 import json
 import pathlib
 import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 import toolbin
 import yaml
 from kube_emulator import ApiServerEmulator, ClusterControllers
+from operator_harness import eventually
 from realparts import missing
 
 from modeldeploy import handlers
@@ -122,14 +122,6 @@ def test_request_attributes_follow_the_api_server() -> None:
         assert request_attributes(method, path, params) == expected, path
 
 
-async def wait_until(what: str, check: Callable[[], bool], log: Callable[[], str]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {DEADLINE_S:.0f}s waiting for {what}; {log()}")
-        await asyncio.sleep(0.05)
-
-
 async def create(api: ApiServerEmulator, manifest: dict[str, Any]) -> None:
     meta = manifest["metadata"]
     await api.write_as_controller(MODELDEPLOYMENTS, meta["namespace"], meta["name"], manifest)
@@ -184,7 +176,7 @@ async def test_real_operator_run_is_allowed_by_rbac_and_read_right_by_argocd(
         return f"status: {json.dumps(status())}"
 
     async def reach(what: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        await wait_until(what, lambda: check(status()), last_status)
+        await eventually(lambda: check(status()), what, timeout=DEADLINE_S, context=last_status)
         live = stored()
         health_seen.append((live["status"]["phase"], argocd_health(live)))
         return live

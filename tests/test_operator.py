@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import copy
 import pathlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kube_emulator import ApiServerEmulator, ClusterControllers
-from operator_harness import operator_in_this_loop
+from operator_harness import eventually, operator_in_this_loop
 
 from modeldeploy.kube import Backoff, Kube
 from modeldeploy.metrics import OperatorMetrics
@@ -33,7 +33,6 @@ DEPLOYMENTS = "apps/v1/deployments"
 JOBS = "batch/v1/jobs"
 NS = "ml"
 INTERVAL = timedelta(seconds=10)
-T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------- harness
@@ -114,19 +113,6 @@ async def cluster(emulator: ApiServerEmulator) -> AsyncIterator[ClusterControlle
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def eventually(check: Callable[[], T | None], what: str, timeout: float = 15.0) -> T:
-    """Poll `check` until it returns something truthy, against a deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def manifest(uri: str = "s3://models/ocr-v1.onnx", **sections: Any) -> dict[str, Any]:

@@ -25,13 +25,13 @@ import asyncio
 import contextlib
 import copy
 import pathlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kube_emulator import ApiServerEmulator, ClusterControllers
-from operator_harness import operator_in_this_loop
+from operator_harness import eventually, operator_in_this_loop
 from realparts import missing
 from realservers import (
     Fleet,
@@ -56,7 +56,6 @@ NS = "ml"
 NAME = "ocr"
 MODEL = "ocr"
 MIN_REQUESTS = 20
-T = TypeVar("T")
 
 # The model URI is part of the revision; the test models stand for what each revision's artifacts serve.
 STABLE_URI = "s3://models/ocr-v1.onnx"
@@ -204,18 +203,6 @@ async def real_operator(config: pathlib.Path, triton_http_port: int) -> AsyncIte
         yield runtime
 
 
-async def eventually(check: Callable[[], T | None], what: str, fleet: Fleet, timeout: float = 20.0) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{fleet.logs()}")
-        await asyncio.sleep(0.05)
-
-
 class View:
     def __init__(self, api: ApiServerEmulator) -> None:
         self.api = api
@@ -239,7 +226,9 @@ class View:
 
 async def start_stable(api: ApiServerEmulator, view: View, fleet: Fleet, body: dict[str, Any]) -> str:
     await api.write_as_controller(MDEPS, NS, NAME, copy.deepcopy(body))
-    await eventually(lambda: view.status().get("phase") == "Ready", "phase Ready", fleet, timeout=30)
+    await eventually(
+        lambda: view.status().get("phase") == "Ready", "phase Ready", context=fleet.logs, timeout=30
+    )
     stable = view.status()["stableRevision"]
     assert stable == REVISION_OF["stable"]
     return str(stable)
@@ -250,7 +239,7 @@ async def reach_canary_step(view: View, fleet: Fleet, canary: str) -> None:
     await eventually(
         lambda: view.status().get("canaryRevision") == canary and view.status().get("canaryStep") == 0,
         f"canary {canary} at step 0 (smoke check passed)",
-        fleet,
+        context=fleet.logs,
         timeout=30,
     )
     assert view.status()["canaryWeight"] == 50
@@ -258,7 +247,8 @@ async def reach_canary_step(view: View, fleet: Fleet, canary: str) -> None:
     await eventually(
         lambda: any(reason == "CanaryProgressing" and "is ready" in msg for _, reason, msg in view.events()),
         "a CanaryProgressing Event",
-        fleet,
+        context=fleet.logs,
+        timeout=20,
     )
 
 
@@ -279,7 +269,9 @@ async def test_slow_canary_fails_the_real_analysis_and_is_rolled_back(
         await emulator.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": SLOW_URI}}})
         await reach_canary_step(view, fleet, slow)
         # One interval (10 s) after the step started, the analysis runs against the real Prometheus.
-        await eventually(lambda: view.status().get("phase") == "Degraded", "rollback", fleet, timeout=40)
+        await eventually(
+            lambda: view.status().get("phase") == "Degraded", "rollback", context=fleet.logs, timeout=40
+        )
         status = view.status()
         analysis = status["analysis"]
         assert analysis["verdict"] == "fail", analysis
@@ -305,13 +297,17 @@ async def test_slow_canary_fails_the_real_analysis_and_is_rolled_back(
         assert status["stableRevision"] == stable
         assert status.get("canaryRevision") is None
         await eventually(
-            lambda: set(view.deployments()) == {f"{NAME}-{stable}"}, "canary Deployment deleted", fleet
+            lambda: set(view.deployments()) == {f"{NAME}-{stable}"},
+            "canary Deployment deleted",
+            context=fleet.logs,
+            timeout=20,
         )
         assert view.deployments()[f"{NAME}-{stable}"]["spec"]["replicas"] == 2  # stable back to full size
         await eventually(
             lambda: any(e[:2] == ("Warning", "RolledBack") for e in view.events()),
             "a RolledBack Event",
-            fleet,
+            context=fleet.logs,
+            timeout=20,
         )
 
 
@@ -330,7 +326,10 @@ async def test_healthy_canary_passes_the_real_analysis_and_is_promoted(
         await emulator.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": HEALTHY_URI}}})
         await reach_canary_step(view, fleet, healthy)
         await eventually(
-            lambda: view.status().get("stableRevision") == healthy, "promotion", fleet, timeout=40
+            lambda: view.status().get("stableRevision") == healthy,
+            "promotion",
+            context=fleet.logs,
+            timeout=40,
         )
         status = view.status()
         analysis = status["analysis"]
@@ -343,7 +342,10 @@ async def test_healthy_canary_passes_the_real_analysis_and_is_promoted(
         assert status["phase"] == "Ready"
         assert "lastRollback" not in status
         await eventually(
-            lambda: set(view.deployments()) == {f"{NAME}-{healthy}"}, "old stable deleted", fleet
+            lambda: set(view.deployments()) == {f"{NAME}-{healthy}"},
+            "old stable deleted",
+            context=fleet.logs,
+            timeout=20,
         )
         assert stable != healthy
         promoted = view.deployments()[f"{NAME}-{healthy}"]
