@@ -21,19 +21,16 @@ from modeldeploy.kube import Kube, KubeError
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import TritonPrometheusProbes
 from modeldeploy.reconciler import (
-    GROUP,
-    MANAGED_BY_LABEL,
-    PLURAL,
-    VERSION,
     Runtime,
     observed_deployment,
     observed_job,
     owner_key,
     reconcile,
 )
+from modeldeploy.rendering import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION
 from modeldeploy.spec import SpecError, check_name, parse_spec
 
-OWNED = {MANAGED_BY_LABEL: "modeldeploy"}
+OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 # Watches are re-opened at least this often; a stalled stream (no error, no events) is cut client-side.
 WATCH_SERVER_TIMEOUT_S = 270
 WATCH_CLIENT_TIMEOUT_S = 300

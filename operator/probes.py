@@ -14,7 +14,7 @@ from typing import Protocol
 
 from modeldeploy.analysis import Thresholds
 from modeldeploy.kube import Kube
-from modeldeploy.rendering import HTTP_PORT
+from modeldeploy.rendering import HTTP_PORT, Owner, revision_labels
 from modeldeploy.rollout import AnalysisOutcome, SmokeOutcome
 
 
@@ -61,11 +61,10 @@ class TritonPrometheusProbes:
     async def model_ready(self, canary: Track, model: str) -> SmokeOutcome:
         from modeldeploy import triton  # noqa: PLC0415  (tritonclient is heavy; only when a canary starts)
 
-        # app.kubernetes.io/name=triton: the optimization Job's pods carry the same instance and revision.
-        selector = (
-            f"app.kubernetes.io/name=triton,app.kubernetes.io/instance={canary.name},"
-            f"modeldeploy.io/revision={canary.revision}"
-        )
+        # The revision's pod-template labels (app.kubernetes.io/name=triton leaves out the optimization Job's
+        # pods, which carry the same instance and revision).
+        labels = revision_labels(Owner(canary.name, canary.namespace), canary.revision)
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
         pods = await self._kube.list("v1", "Pod", canary.namespace, selector)
         ready = [pod for pod in pods if _pod_ready(pod) and (pod.get("status") or {}).get("podIP")]
         if not ready:

@@ -21,11 +21,18 @@ from typing import Any
 
 from modeldeploy import rendering
 from modeldeploy.analysis import Thresholds
-from modeldeploy.conditions import Phase, parse_time
+from modeldeploy.conditions import ConditionType, Phase, find_condition, parse_time
 from modeldeploy.job_result import message_from_pods, parse_termination_message
 from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, ObjectRef
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import AnalysisRequest, Probes, Track
+from modeldeploy.rendering import (
+    API_VERSION,
+    INSTANCE_LABEL,
+    KIND,
+    REVISION_LABEL,
+    TRACK_LABEL,
+)
 from modeldeploy.rollout import (
     Action,
     ApplyDeployment,
@@ -53,12 +60,6 @@ from modeldeploy.rollout import (
 )
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, check_name, parse_spec
 
-GROUP, VERSION, PLURAL, KIND = "modeldeploy.io", "v1alpha1", "modeldeployments", "ModelDeployment"
-API_VERSION = f"{GROUP}/{VERSION}"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-REVISION_LABEL = "modeldeploy.io/revision"
-TRACK_LABEL = "modeldeploy.io/track"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 PHASES = [str(phase) for phase in Phase]
 RECENT_APPLY_S = 2.0
@@ -376,11 +377,9 @@ async def _side_effect(
         runtime.applied.pop(("batch/v1", "Job", namespace, action.name), None)
         logger.info("deleted Job %s", action.name)
     elif isinstance(action, ClearAnnotation):
-        ref = ObjectRef(API_VERSION, KIND, namespace, owner.name)
-        patched = await runtime.kube.merge_patch(ref, {"metadata": {"annotations": {action.key: None}}})
-        if patched is not None:
-            origin = body.get("metadata", {}).get("resourceVersion")
-            runtime.wrote((namespace, owner.name), origin, patched.get("metadata", {}).get("resourceVersion"))
+        await _patch_own(
+            runtime, (namespace, owner.name), body, {"metadata": {"annotations": {action.key: None}}}
+        )
 
 
 async def _apply(runtime: Runtime, manifest: dict[str, Any], gone: bool) -> bool:
@@ -404,11 +403,7 @@ async def _write_status(
     new = after.to_dict()
     if new == before.to_dict() and (body.get("status") or {}).get("phase"):
         return
-    ref = ObjectRef(API_VERSION, KIND, key[0], key[1])
-    patched = await runtime.kube.merge_patch(ref, {"status": new}, subresource="status")
-    if patched is not None:
-        origin = body.get("metadata", {}).get("resourceVersion")
-        runtime.wrote(key, origin, patched.get("metadata", {}).get("resourceVersion"))
+    await _patch_own(runtime, key, body, {"status": new}, subresource="status")
 
 
 def _count(metrics: OperatorMetrics, before: RolloutStatus, decision: Decision) -> None:
@@ -427,8 +422,24 @@ def _count(metrics: OperatorMetrics, before: RolloutStatus, decision: Decision) 
             metrics.optimization_seconds.labels(str(record["state"]).lower()).observe(float(duration))
 
 
+async def _patch_own(
+    runtime: Runtime,
+    key: Key,
+    body: Mapping[str, Any],
+    patch: Mapping[str, Any],
+    subresource: str | None = None,
+) -> None:
+    """Patch the ModelDeployment itself and record the write, so the loop waits for its echo."""
+    ref = ObjectRef(API_VERSION, KIND, key[0], key[1])
+    patched = await runtime.kube.merge_patch(ref, patch, subresource=subresource)
+    if patched is not None:
+        origin = body.get("metadata", {}).get("resourceVersion")
+        runtime.wrote(key, origin, patched.get("metadata", {}).get("resourceVersion"))
+
+
 def _degraded_message(status: RolloutStatus) -> str | None:
-    return next((c.message for c in status.conditions if c.type == "Degraded"), None)
+    degraded = find_condition(status.conditions, ConditionType.DEGRADED)
+    return degraded.message if degraded is not None else None
 
 
 def _belongs(child_name: str, owner_name: str) -> bool:

@@ -24,9 +24,12 @@ from modeldeploy.quantities import format_quantity
 from modeldeploy.scaling import scaling_metric
 from modeldeploy.spec import ModelDeploymentSpec, ResourceRequirements, Toleration
 
-API_VERSION = "modeldeploy.io/v1alpha1"
-KIND = "ModelDeployment"
-FIELD_MANAGER = "modeldeploy"
+GROUP, VERSION, PLURAL, KIND = "modeldeploy.io", "v1alpha1", "modeldeployments", "ModelDeployment"
+API_VERSION = f"{GROUP}/{VERSION}"
+# The labels the children carry; the operator's indexes select its own children by them.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "modeldeploy"
 REVISION_LABEL = "modeldeploy.io/revision"
 TRACK_LABEL = "modeldeploy.io/track"
 HTTP_PORT = 8000
@@ -150,8 +153,8 @@ def instance_labels(owner: Owner) -> dict[str, str]:
     """The labels that select every Triton pod of this ModelDeployment."""
     return {
         "app.kubernetes.io/name": "triton",
-        "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/managed-by": "modeldeploy",
+        INSTANCE_LABEL: owner.name,
+        MANAGED_BY_LABEL: MANAGED_BY,
     }
 
 
@@ -255,8 +258,8 @@ def render_optimization_job(owner: Owner, spec: ModelDeploymentSpec, revision: s
     optimization = spec.optimization
     labels = {
         "app.kubernetes.io/name": "modeldeploy-optimizer",
-        "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/managed-by": "modeldeploy",
+        INSTANCE_LABEL: owner.name,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "app.kubernetes.io/component": "optimizer",
         REVISION_LABEL: revision,
     }

@@ -23,6 +23,7 @@ from modeldeploy.conditions import (
     ConditionUpdate,
     Phase,
     Reason,
+    find_condition,
     format_time,
     merge_conditions,
     parse_time,
@@ -930,7 +931,7 @@ class _Reconcile:
             kind: Literal["Normal", "Warning"] = (
                 "Warning" if status.phase in (Phase.DEGRADED, Phase.FAILED) else "Normal"
             )
-            progressing = next((c for c in status.conditions if c.type == ConditionType.PROGRESSING), None)
+            progressing = find_condition(status.conditions, ConditionType.PROGRESSING)
             reason = progressing.reason if progressing is not None else Reason.ACCEPTED
             events.append(RecordEvent(kind, reason, f"phase {self.before.phase} → {status.phase}"))
         requeue = min(self.requeue) if self.requeue else None
