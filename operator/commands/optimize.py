@@ -12,15 +12,20 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from modeldeploy.optimizer.errors import OptimizerInputError
-from modeldeploy.optimizer.options import OptimizeOptions, check_options, options_from_spec, parse_input_shape
+from modeldeploy.optimizer.options import (
+    CompilePrecision,
+    CompileTarget,
+    OptimizeOptions,
+    Quantization,
+    check_options,
+    options_from_spec,
+    parse_input_shape,
+)
 from modeldeploy.optimizer.report import encode_summary, error_summary
 
-QUANTIZATIONS = ("auto", "int8-dynamic", "int8-static", "fp16", "none")
-COMPILE_TARGETS = ("none", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
@@ -39,10 +44,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--output", required=True, help="repository directory (or s3://BUCKET/PREFIX)")
     parser.add_argument("--name", help="Triton model name (default: the model file's name)")
     parser.add_argument("--spec", help="JSON of {optimization, serving} (camelCase): a file, or env:VARIABLE")
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, help="default auto")
+    parser.add_argument("--quantization", choices=get_args(Quantization), help="default auto")
     parser.add_argument("--pruning-sparsity", type=float, help="0..0.9, default 0 (no pruning)")
-    parser.add_argument("--compile", dest="compile_target", choices=COMPILE_TARGETS, help="default none")
-    parser.add_argument("--compile-precision", choices=PRECISIONS, help="TensorRT precision, default fp16")
+    parser.add_argument(
+        "--compile", dest="compile_target", choices=get_args(CompileTarget), help="default none"
+    )
+    parser.add_argument(
+        "--compile-precision", choices=get_args(CompilePrecision), help="TensorRT precision, default fp16"
+    )
     parser.add_argument("--max-accuracy-drop", type=float, help="bound on the accuracy drop, default 0.01")
     parser.add_argument("--calibration", help="calibration data: a folder of .npy/.npz files (or a URI)")
     parser.add_argument("--calibration-samples", type=int, help="at most this many calibration samples (32)")

@@ -28,6 +28,7 @@ from onnxruntime.quantization import (
 
 from modeldeploy.optimizer.measurement import open_session
 from modeldeploy.optimizer.samples import Sample
+from modeldeploy.optimizer.signature import onnx_opset
 
 # Per-channel DequantizeLinear (its `axis`) needs opset 13; PP-OCRv4 ships opset 11/12.
 PER_CHANNEL_MIN_OPSET = 13
@@ -96,9 +97,7 @@ class _SampleReader(CalibrationDataReader):  # type: ignore[misc]
 
 def _at_least_opset(source: Path, workdir: Path, opset: int) -> tuple[Path, str]:
     model = onnx.load(str(source))
-    current = max(
-        (entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=0
-    )
+    current = onnx_opset(model)
     if current >= opset:
         return source, ""
     converted = onnx.version_converter.convert_version(model, opset)

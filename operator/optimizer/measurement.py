@@ -16,7 +16,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from modeldeploy.optimizer.outcome import Timing
-from modeldeploy.optimizer.samples import Sample
+from modeldeploy.optimizer.samples import Sample, batched
 
 WARMUP_RUNS = 2
 MIN_ROUNDS = 5
@@ -82,7 +82,6 @@ def throughput_by_batch_size(
     """Items per second at each batch size (one request at a time), timed side by side."""
     runners: dict[str, Callable[[], object]] = {}
     for size in batch_sizes:
-        feed = {name: np.ascontiguousarray(np.repeat(array, size, axis=0)) for name, array in sample.items()}
-        runners[str(size)] = session_runner(session, feed)
+        runners[str(size)] = session_runner(session, batched(sample, size))
     per_call = time_side_by_side(runners, 1, budget_s)
     return {int(name): int(name) * timing.throughput_per_s for name, timing in per_call.items()}

@@ -56,7 +56,8 @@ from modeldeploy.optimizer.signature import ModelSignature, class_like_outputs, 
 from modeldeploy.optimizer.triton_config import PLATFORMS, ServingConfig, build_config, render_config
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-DYNAMIC_QUANT_OPS = {"MatMul", "Gemm", "Attention", "LSTM", "GRU"}
+# The ops int8-dynamic quantizes: it fits a graph only if the graph has some.
+DYNAMIC_QUANT_OPS = frozenset(steps.DYNAMIC_OP_TYPES)
 STATIC_QUANT_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 Log = Callable[[str], None]
 

@@ -71,11 +71,16 @@ def _tensor_spec(value: onnx.ValueInfoProto, path: Path) -> TensorSpec:
     return TensorSpec(name=value.name, dtype=dtype, triton_type=triton_type, dims=dims)
 
 
+def onnx_opset(model: onnx.ModelProto) -> int:
+    """The default-domain opset the model is written against (0 when it declares none)."""
+    return max((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=0)
+
+
 def signature_of(model: onnx.ModelProto, path: Path) -> ModelSignature:
     initializers = {init.name for init in model.graph.initializer}
     inputs = tuple(_tensor_spec(value, path) for value in model.graph.input if value.name not in initializers)
     outputs = tuple(_tensor_spec(value, path) for value in model.graph.output)
-    opset = max((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=0)
+    opset = onnx_opset(model)
     return ModelSignature(
         inputs=inputs,
         outputs=outputs,
