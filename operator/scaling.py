@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from modeldeploy.analysis import quote_label_value
+
 Metric = Literal["queueTime", "p99Latency", "inferenceRate", "gpuUtilization"]
 
 
@@ -22,14 +24,8 @@ class ScalingMetric:
     keda_metric_type: Literal["Value", "AverageValue"]
 
 
-def promql_string(value: str) -> str:
-    """A PromQL double-quoted string literal holding exactly `value`."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
 def promql_selector(labels: Mapping[str, str]) -> str:
-    return "{" + ",".join(f"{name}={promql_string(value)}" for name, value in labels.items()) + "}"
+    return "{" + ",".join(f"{name}={quote_label_value(value)}" for name, value in labels.items()) + "}"
 
 
 def scaling_metric(metric: Metric, namespace: str, name: str, revision: str, model: str) -> ScalingMetric:

@@ -30,8 +30,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from modeldeploy import __version__
-from modeldeploy.durations import DURATION_PATTERN, format_duration, parse_duration
-from modeldeploy.quantities import QUANTITY_PATTERN, parse_quantity
+from modeldeploy.durations import format_duration, parse_duration
+from modeldeploy.quantities import parse_quantity
 
 # Patterns shared with crds/modeldeployment.yaml (Go RE2 there; anchored full matches in both places).
 # URIs and arguments use `[!-~]` (printable ASCII) rather than `\S`: engines disagree on Unicode spaces.
@@ -155,15 +155,10 @@ Duration = Annotated[
 ]
 
 
-def _extra_arg(value: str) -> str:
-    if len(value) > 1024:
-        raise ValueError("must be at most 1024 characters")
-    if re.fullmatch(EXTRA_ARG.strip("^$"), value) is None:
-        raise ValueError("must be a Triton flag such as --log-verbose=1 (printable ASCII)")
-    return value
-
-
-ExtraArg = Annotated[str, AfterValidator(_extra_arg)]
+ExtraArg = Annotated[
+    str,
+    AfterValidator(_matching(EXTRA_ARG, "a Triton flag such as --log-verbose=1 (printable ASCII)", 1024)),
+]
 
 
 class _Section(BaseModel):
@@ -564,8 +559,6 @@ def check_name(name: object) -> None:
 __all__ = [
     "DEFAULT_OPTIMIZER_IMAGE",
     "DEFAULT_TRITON_IMAGE",
-    "DURATION_PATTERN",
-    "QUANTITY_PATTERN",
     "ModelDeploymentSpec",
     "SpecError",
     "SpecProblem",

@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 
 REVISION_PATTERN = r"[a-z0-9]{1,10}"
-NAMESPACE_PATTERN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -71,7 +70,7 @@ def _render_document(
     # pydantic and jinja2 load only when rendering, so `modeldeploy --help` stays fast.
     from modeldeploy.rendering import API_VERSION, KIND, Owner, RenderPlan, render_all  # noqa: PLC0415
     from modeldeploy.revision import compute_revision  # noqa: PLC0415
-    from modeldeploy.spec import SpecError, check_name, parse_spec  # noqa: PLC0415
+    from modeldeploy.spec import DNS1123_LABEL, SpecError, check_name, parse_spec  # noqa: PLC0415
 
     if not isinstance(document, dict):
         return [], [
@@ -86,11 +85,7 @@ def _render_document(
         return [], [f"{label}: kind: expected {API_VERSION} {KIND}, got {found}"]
     problems: list[str] = []
     namespace = metadata.get("namespace", "default")
-    if (
-        not isinstance(namespace, str)
-        or len(namespace) > 63
-        or not re.fullmatch(NAMESPACE_PATTERN, namespace)
-    ):
+    if not isinstance(namespace, str) or len(namespace) > 63 or not re.fullmatch(DNS1123_LABEL, namespace):
         problems.append(f"{label}: metadata.namespace: must be a DNS-1123 label")
     try:
         check_name(name)
