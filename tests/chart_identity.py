@@ -3,7 +3,8 @@ a kubeconfig that authenticates as that ServiceAccount (a TokenRequest token: no
 authorizer judges every request the operator sends).
 
 Each watch scope has its own ServiceAccount name, so the operator's requests are easy to pick out of the
-API server's audit log: `identity_events(cluster, identity.username)`."""
+API server's audit log: `identity_events(cluster, identity.username)` for one test's identity,
+`scope_events(cluster, scope)` for every run of a scope in the session."""
 
 from __future__ import annotations
 
@@ -110,6 +111,18 @@ def uninstall_cluster_objects(cluster: Cluster, identity: ChartIdentity) -> None
 def identity_events(cluster: Cluster, username: str) -> list[dict[str, Any]]:
     """The audit events (stage ResponseComplete) of the requests `username` sent."""
     return [e for e in cluster.audit_events() if e.get("user", {}).get("username") == username]
+
+
+def scope_events(cluster: Cluster, scope: Scope) -> list[dict[str, Any]]:
+    """The audit events of the operator running as `scope`'s ServiceAccount, in every namespace of the
+    cluster (each test installs the chart's identity into its own namespace)."""
+    suffix = f":{SERVICE_ACCOUNTS[scope]}"
+    return [
+        e
+        for e in cluster.audit_events()
+        if (name := e.get("user", {}).get("username", "")).startswith("system:serviceaccount:")
+        and name.endswith(suffix)
+    ]
 
 
 def denied(events: list[dict[str, Any]]) -> list[str]:

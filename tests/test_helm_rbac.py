@@ -93,8 +93,10 @@ def example_manifest(example: pathlib.Path, namespace: str) -> dict[str, Any]:
 class Lifecycle:
     """One example's lifecycle, with the Argo CD health read at each milestone."""
 
-    def __init__(self, world: World, op: Operator, manifest: dict[str, Any]) -> None:
-        self.world, self.op, self.manifest = world, op, manifest
+    def __init__(
+        self, world: World, op: Operator, manifest: dict[str, Any], refusals: Callable[[], list[str]]
+    ) -> None:
+        self.world, self.op, self.manifest, self.refusals = world, op, manifest, refusals
         self.interval = parse_spec(manifest["spec"]).rollout.interval
         self.health_seen: list[tuple[str, str]] = []  # (phase, Argo CD health)
 
@@ -106,7 +108,7 @@ class Lifecycle:
             lambda: check(self.status()),
             what,
             timeout=DEADLINE_S,
-            context=lambda: f"status: {json.dumps(self.status())}",
+            context=lambda: f"status: {json.dumps(self.status())}\nRBAC refused: {self.refusals()}",
         )
         live = self.world.mdep()
         self.health_seen.append((live["status"]["phase"], argocd_health(live)))
@@ -174,12 +176,16 @@ async def test_operator_as_the_charts_service_account_is_never_refused_and_argoc
     async with scripted_operator(
         str(identity.kubeconfig), cluster_namespace, ManualClock(), probes, clusterwide=scope == "cluster"
     ) as op:
-        lifecycle = Lifecycle(world, op, manifest)
+        lifecycle = Lifecycle(
+            world, op, manifest, lambda: denied(identity_events(control_plane, identity.username))
+        )
         await lifecycle.run(canary)
 
     events = identity_events(control_plane, identity.username)
     verbs = {(e["verb"], e.get("objectRef", {}).get("subresource")) for e in events}
     assert ("patch", "status") in verbs  # it did real work as that identity
+    if canary:
+        assert probes.analyses, "no canary analysis ran"
     assert denied(events) == [], f"the chart's {scope} RBAC refused the operator: {denied(events)}"
 
     expected = {"Ready": "Healthy", "Degraded": "Degraded", "Paused": "Suspended"}
