@@ -1,7 +1,7 @@
 """kmock's KubernetesEmulator, extended with the API-server behaviour the operator relies on. Every
 API-facing test runs on the real control plane (tests/cluster.py); the emulator stays only for faults the
 real server cannot produce on demand (tests/test_operator_faults.py, the retry test of
-tests/test_operator_kube.py) and for benchmarks/reconcile.py until that moves to the real server.
+tests/test_operator_kube.py).
 
 kmock 0.8 stores objects as plain dicts and merges patches; a real API server does more. Each extension
 below mirrors one real behaviour (the comment says which); nothing else is changed:
@@ -313,11 +313,6 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
                 await self._delete(other_key)
 
     # -- test conveniences (not API behaviour)
-
-    @property
-    def received(self) -> list[rendering.Request]:
-        """Every request the server received, in order."""
-        return list(self._requests)
 
     def live(self, resource: str, namespace: str | None = None) -> dict[str, dict[str, Any]]:
         """Live objects of `resource` by name (optionally in one namespace)."""
