@@ -105,7 +105,10 @@ class ControlPlane:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             process = self.processes.pop(name, None)
             if process is not None:
-                process.stop()
+                # A few seconds for a graceful stop, then the process group is killed: kube-apiserver
+                # otherwise drains open watches for up to a minute, and nothing here needs that.
+                process.signal_stop()
+                process.wait_stopped(timeout_s=3)
 
 
 def _port(server: str) -> int:
