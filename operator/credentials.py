@@ -7,7 +7,11 @@ A URL's user info (`https://user:password@host/...`) would be echoed by every me
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 # A scheme, then an authority holding an '@' before the first '/', '?' or '#': user info.
 USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@")
@@ -30,3 +34,46 @@ def redact(text: str) -> str:
     query parameters by `[REDACTED]`."""
     text = USERINFO.sub(lambda match: match.group(1) + REDACTED, text)
     return SECRET_QUERY.sub(lambda match: match.group(1) + "[REDACTED]", text)
+
+
+@dataclass(frozen=True)
+class PrometheusCredentials:
+    """What an analysis sends to Prometheus. The values never show in a repr (logs, tracebacks)."""
+
+    bearer_token: str | None = field(default=None, repr=False)
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+
+
+class CredentialsError(ValueError):
+    """A Secret that cannot serve as Prometheus credentials; the message names keys, never values."""
+
+
+def prometheus_credentials(secret_data: Mapping[str, str], kind: str, where: str) -> PrometheusCredentials:
+    """Credentials from a Secret's `data` (base64): `token` for bearerToken, `username` and `password` for
+    basicAuth, `ca.crt` (optional, PEM) for any type. `where` names the Secret in messages."""
+
+    def value(key: str) -> str | None:
+        encoded = secret_data.get(key)
+        if encoded is None:
+            return None
+        try:
+            return base64.b64decode(encoded, validate=True).decode().strip()
+        except (binascii.Error, UnicodeDecodeError):
+            raise CredentialsError(f"Secret {where}: key {key} is not base64 of UTF-8 text") from None
+
+    def required(key: str) -> str:
+        found = value(key)
+        if not found:
+            raise CredentialsError(f"Secret {where}: prometheusAuth type {kind} needs the key {key}")
+        return found
+
+    ca = value("ca.crt")
+    if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
+        raise CredentialsError(f"Secret {where}: key ca.crt is not a PEM certificate bundle")
+    if kind == "bearerToken":
+        return PrometheusCredentials(bearer_token=required("token"), ca_pem=ca)
+    if kind == "basicAuth":
+        return PrometheusCredentials(username=required("username"), password=required("password"), ca_pem=ca)
+    return PrometheusCredentials(ca_pem=ca)
