@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,3 +78,22 @@ def prometheus_credentials(secret_data: Mapping[str, str], kind: str, where: str
     if kind == "basicAuth":
         return PrometheusCredentials(username=required("username"), password=required("password"), ca_pem=ca)
     return PrometheusCredentials(ca_pem=ca)
+
+
+class RedactingFilter(logging.Filter):
+    """Blanks URL credentials in every log record a handler emits (kopf logs whole objects at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Put a `RedactingFilter` on every handler of `logger` (the root logger by default)."""
+    target = logger or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -9,18 +9,13 @@ The certificates come from the real `openssl` binary (a private CA and a server 
 from __future__ import annotations
 
 import base64
-import json
 import pathlib
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from kube_emulator import ApiServerEmulator, running_emulator, use_kubeconfig
-from realparts import missing
-from realservers import PartMissingError, PrometheusServer, _launch, find_prometheus, free_port
+from secured_prometheus import PASSWORD, USER, SecuredPrometheus, secured_prometheus
 
 from modeldeploy.analysis import Thresholds
 from modeldeploy.credentials import PrometheusCredentials
@@ -31,132 +26,51 @@ from modeldeploy.prometheus import QueryError, analyze, query_number
 
 pytestmark = pytest.mark.realpart("prometheus")
 
-USER, PASSWORD = "analysis", "pl4nted-Pr0m-passw0rd"
 THRESHOLDS = Thresholds(max_error_rate=0.01, max_p99_ms=None, max_latency_ratio=1.2, min_requests=10)
 
 
-@dataclass(frozen=True)
-class SecuredPrometheus:
-    url: str
-    ca_pem: str
-    other_ca_pem: str  # a CA that did not sign the server certificate
-
-
-def _openssl(*args: str, cwd: pathlib.Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _make_ca(name: str, cwd: pathlib.Path) -> None:
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-        "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=cwd,
-    )  # fmt: skip
-
-
-def _certificates(workdir: pathlib.Path) -> None:
-    """ca.crt signs server.crt (SAN IP 127.0.0.1); other.crt is an unrelated CA."""
-    if shutil.which("openssl") is None:
-        missing("openssl", "no `openssl` binary on PATH")
-    _make_ca("ca", workdir)
-    _make_ca("other", workdir)
-    _openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=prometheus", "-keyout", "server.key",
-        "-out", "server.csr", cwd=workdir,
-    )  # fmt: skip
-    (workdir / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "server.crt", cwd=workdir,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def secured_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredPrometheus]:
-    import bcrypt  # noqa: PLC0415
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredPrometheus]:
+    yield from secured_prometheus(tmp_path_factory)
 
-    try:
-        binary = find_prometheus()
-    except PartMissingError as error:
-        missing(error.part, error.why)
-    workdir = tmp_path_factory.mktemp("prometheus-auth")
-    _certificates(workdir)
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6)).decode()
-    # JSON is YAML. The web config is Prometheus' own (exporter-toolkit): TLS and basic auth on every path.
-    (workdir / "web.yml").write_text(
-        json.dumps(
-            {
-                "tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
-                "basic_auth_users": {USER: hashed},
-            }
-        )
-    )
-    (workdir / "prometheus.yml").write_text(json.dumps({"global": {"scrape_interval": "1s"}}))
-    port = free_port()
-    command = [
-        str(binary),
-        f"--config.file={workdir / 'prometheus.yml'}",
-        f"--web.config.file={workdir / 'web.yml'}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    server = PrometheusServer(_launch("prometheus", command, workdir / "prometheus.log"), port, ())
-    url = f"https://127.0.0.1:{port}"
-    secured = SecuredPrometheus(url, (workdir / "ca.crt").read_text(), (workdir / "other.crt").read_text())
+
+def test_basic_auth_and_ca_bundle_reach_a_secured_prometheus(secured: SecuredPrometheus) -> None:
     good = PrometheusCredentials(username=USER, password=PASSWORD, ca_pem=secured.ca_pem)
-
-    def answers() -> bool:
-        try:
-            return query_number(url, "vector(1)", 2, good) == 1.0
-        except QueryError:
-            return False
-
-    try:
-        server.server.wait_until(answers, "answering over TLS with basic auth")
-        yield secured
-    finally:
-        server.stop()
-
-
-def test_basic_auth_and_ca_bundle_reach_a_secured_prometheus(secured_prometheus: SecuredPrometheus) -> None:
-    good = PrometheusCredentials(username=USER, password=PASSWORD, ca_pem=secured_prometheus.ca_pem)
-    assert query_number(secured_prometheus.url, "vector(42)", 5, good) == 42.0
+    assert query_number(secured.url, "vector(42)", 5, good) == 42.0
 
 
 def test_wrong_or_missing_credentials_are_refused_with_a_clear_reason(
-    secured_prometheus: SecuredPrometheus,
+    secured: SecuredPrometheus,
 ) -> None:
-    ca = secured_prometheus.ca_pem
+    ca = secured.ca_pem
     for credentials in (
         PrometheusCredentials(ca_pem=ca),
         PrometheusCredentials(username=USER, password="wrong", ca_pem=ca),
         PrometheusCredentials(bearer_token="not-a-password", ca_pem=ca),
     ):
         with pytest.raises(QueryError, match="401: Prometheus refused the credentials"):
-            query_number(secured_prometheus.url, "vector(1)", 5, credentials)
+            query_number(secured.url, "vector(1)", 5, credentials)
 
 
-def test_an_untrusted_server_certificate_is_refused(secured_prometheus: SecuredPrometheus) -> None:
-    for ca in (None, secured_prometheus.other_ca_pem):
+def test_an_untrusted_server_certificate_is_refused(secured: SecuredPrometheus) -> None:
+    for ca in (None, secured.other_ca_pem):
         credentials = PrometheusCredentials(username=USER, password=PASSWORD, ca_pem=ca)
         with pytest.raises(QueryError, match=r"TLS: \[SSL: CERTIFICATE_VERIFY_FAILED\]"):
-            query_number(secured_prometheus.url, "vector(1)", 5, credentials)
+            query_number(secured.url, "vector(1)", 5, credentials)
 
 
 def test_analyze_with_credentials_gets_answers_and_never_echoes_them(
-    secured_prometheus: SecuredPrometheus,
+    secured: SecuredPrometheus,
 ) -> None:
     stable = {"namespace": "ml", "modeldeploy_name": "ocr", "modeldeploy_revision": "aaa"}
     canary = {**stable, "modeldeploy_revision": "bbb"}
-    good = PrometheusCredentials(username=USER, password=PASSWORD, ca_pem=secured_prometheus.ca_pem)
-    answered = analyze(
-        secured_prometheus.url, "ocr", stable, canary, timedelta(minutes=1), THRESHOLDS, 5, good
-    )
+    good = PrometheusCredentials(username=USER, password=PASSWORD, ca_pem=secured.ca_pem)
+    answered = analyze(secured.url, "ocr", stable, canary, timedelta(minutes=1), THRESHOLDS, 5, good)
     # Prometheus answered every query (empty: no Triton here), so the verdict is about the data.
     assert answered.verdict == "error"
     assert answered.reason.startswith("no data for"), answered.reason
-    bad = PrometheusCredentials(username=USER, password="wr0ng-" + PASSWORD, ca_pem=secured_prometheus.ca_pem)
-    refused = analyze(secured_prometheus.url, "ocr", stable, canary, timedelta(minutes=1), THRESHOLDS, 5, bad)
+    bad = PrometheusCredentials(username=USER, password="wr0ng-" + PASSWORD, ca_pem=secured.ca_pem)
+    refused = analyze(secured.url, "ocr", stable, canary, timedelta(minutes=1), THRESHOLDS, 5, bad)
     assert "refused the credentials" in refused.reason
     assert PASSWORD not in refused.reason and USER not in refused.reason
     assert PASSWORD not in repr(bad)
@@ -179,10 +93,10 @@ async def kube(
 
 
 async def test_probes_read_the_secret_and_authenticate(
-    secured_prometheus: SecuredPrometheus, kube: tuple[Kube, ApiServerEmulator]
+    secured: SecuredPrometheus, kube: tuple[Kube, ApiServerEmulator]
 ) -> None:
     client, api = kube
-    ca = secured_prometheus.ca_pem
+    ca = secured.ca_pem
     secrets = {
         "good": {"username": USER, "password": PASSWORD, "ca.crt": ca},
         "wrong": {"username": USER, "password": "0ther-" + PASSWORD, "ca.crt": ca},
@@ -194,7 +108,7 @@ async def test_probes_read_the_secret_and_authenticate(
 
     def request(secret: str) -> AnalysisRequest:
         return AnalysisRequest(
-            prometheus_url=secured_prometheus.url,
+            prometheus_url=secured.url,
             model="ocr",
             stable=Track("ml", "ocr", "aaa"),
             canary=Track("ml", "ocr", "bbb"),

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from modeldeploy.credentials import has_userinfo
+from modeldeploy.credentials import has_userinfo, install_log_redaction
 from modeldeploy.defaults import BUILTIN, PrometheusAuthRef, SpecDefaults
 
 
@@ -171,6 +171,7 @@ def _handle(args: argparse.Namespace) -> int:
 
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    install_log_redaction()  # after kopf's handlers exist: URL credentials never reach a log line
     settings = kopf.OperatorSettings()  # `handlers.configure` completes it at startup
     settings.scanning.disabled = not needs_scanning(args.namespace)
     memo = kopf.Memo(metrics_port=args.metrics_port or None, defaults=defaults)
