@@ -17,6 +17,9 @@ from modeldeploy import __version__
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.08-py3"
 DEFAULT_OPTIMIZER_IMAGE = f"ghcr.io/modeldeploy/optimizer:{__version__}"
+# The optimizer built with TensorRT (Dockerfile TENSORRT=true, its TensorRT that of DEFAULT_TRITON_IMAGE):
+# the default for compile target tensorrt, which the CPU image cannot do.
+DEFAULT_OPTIMIZER_TENSORRT_IMAGE = f"{DEFAULT_OPTIMIZER_IMAGE}-tensorrt"
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -36,6 +39,7 @@ class PrometheusAuthRef:
 @dataclass(frozen=True)
 class SpecDefaults:
     optimizer_image: str = DEFAULT_OPTIMIZER_IMAGE
+    optimizer_tensorrt_image: str = DEFAULT_OPTIMIZER_TENSORRT_IMAGE
     triton_image: str = DEFAULT_TRITON_IMAGE
     accelerator: Accelerator = "gpu"
     prometheus_url: str = DEFAULT_PROMETHEUS_URL
@@ -53,13 +57,13 @@ def gpu_tolerations() -> list[dict[str, Any]]:
 
 def optimizer_resources(accelerator: Accelerator) -> dict[str, Any]:
     if accelerator == "cpu":
-        return {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
+        return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
     return {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "16Gi", GPU_RESOURCE: "1"}}
 
 
 def serving_resources(accelerator: Accelerator) -> dict[str, Any]:
     if accelerator == "cpu":
-        return {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
+        return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
     return {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi", GPU_RESOURCE: "1"}}
 
 
@@ -76,7 +80,11 @@ def apply_defaults(raw: Mapping[str, Any], defaults: SpecDefaults = BUILTIN) -> 
     tolerations = gpu_tolerations() if accelerator == "gpu" else []
     optimization = _section(spec, "optimization")
     if optimization is not None:
-        optimization.setdefault("image", defaults.optimizer_image)
+        compile_section = optimization.get("compile")
+        tensorrt = isinstance(compile_section, Mapping) and compile_section.get("target") == "tensorrt"
+        optimization.setdefault(
+            "image", defaults.optimizer_tensorrt_image if tensorrt else defaults.optimizer_image
+        )
         optimization.setdefault("resources", optimizer_resources(accelerator))
         optimization.setdefault("tolerations", tolerations)
     serving = _section(spec, "serving")

@@ -19,6 +19,8 @@ from modeldeploy.kube import Kube, KubeError
 from modeldeploy.rendering import HTTP_PORT, Owner, revision_labels
 from modeldeploy.rollout import AnalysisOutcome, SmokeOutcome
 
+AUTH_SECRET_LABEL = "modeldeploy.io/prometheus-auth"
+
 
 @dataclass(frozen=True)
 class Track:
@@ -111,6 +113,10 @@ class TritonPrometheusProbes:
         secret = await self._kube.get("v1", "Secret", auth.namespace, auth.secret_name)
         if secret is None:
             raise CredentialsError(f"Secret {where} (prometheusAuth) does not exist")
+        labels = (secret.get("metadata") or {}).get("labels") or {}
+        if labels.get(AUTH_SECRET_LABEL) != "true":
+            # Only Secrets meant for it: a ModelDeployment must not send any Secret to a URL it chooses.
+            raise CredentialsError(f"Secret {where} lacks the label {AUTH_SECRET_LABEL}=true")
         return prometheus_credentials(secret.get("data") or {}, auth.type, where)
 
 

@@ -109,7 +109,11 @@ async def _lifecycle(
     clock: list[datetime],
 ) -> None:
     secret = {
-        "metadata": {"name": "prometheus-client", "namespace": NS},
+        "metadata": {
+            "name": "prometheus-client",
+            "namespace": NS,
+            "labels": {"modeldeploy.io/prometheus-auth": "true"},
+        },
         "data": {
             key: base64.b64encode(value.encode()).decode()
             for key, value in {"username": USER, "password": PASSWORD, "ca.crt": secured.ca_pem}.items()

@@ -78,7 +78,12 @@ def test_analyze_with_credentials_gets_answers_and_never_echoes_them(
 
 def _secret(name: str, data: dict[str, str]) -> dict[str, object]:
     encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-    return {"metadata": {"name": name, "namespace": "ml"}, "type": "Opaque", "data": encoded}
+    labels = {"modeldeploy.io/prometheus-auth": "true"} if name != "unlabelled" else {}
+    return {
+        "metadata": {"name": name, "namespace": "ml", "labels": labels},
+        "type": "Opaque",
+        "data": encoded,
+    }
 
 
 @pytest.fixture
@@ -101,6 +106,7 @@ async def test_probes_read_the_secret_and_authenticate(
         "good": {"username": USER, "password": PASSWORD, "ca.crt": ca},
         "wrong": {"username": USER, "password": "0ther-" + PASSWORD, "ca.crt": ca},
         "incomplete": {"username": USER, "ca.crt": ca},
+        "unlabelled": {"username": USER, "password": PASSWORD, "ca.crt": ca},
     }
     for name, data in secrets.items():
         await api.write_as_controller("v1/secrets", "ml", name, _secret(name, data))
@@ -125,6 +131,10 @@ async def test_probes_read_the_secret_and_authenticate(
     assert incomplete.verdict == "error"
     assert incomplete.reason == (
         "Prometheus credentials: Secret ml/incomplete: prometheusAuth type basicAuth needs the key password"
+    )
+    unlabelled = await probes.analyze(request("unlabelled"))
+    assert unlabelled.reason == (
+        "Prometheus credentials: Secret ml/unlabelled lacks the label modeldeploy.io/prometheus-auth=true"
     )
     absent = await probes.analyze(request("absent"))
     assert absent.reason == "Prometheus credentials: Secret ml/absent (prometheusAuth) does not exist"

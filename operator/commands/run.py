@@ -57,6 +57,12 @@ def _add_default_flags(parser: argparse.ArgumentParser) -> None:
         "defaults for every ModelDeployment (a field set in the object wins; the Helm chart sets these)"
     )
     defaults.add_argument("--optimizer-image", default=BUILTIN.optimizer_image, metavar="IMAGE")
+    defaults.add_argument(
+        "--optimizer-tensorrt-image",
+        default=BUILTIN.optimizer_tensorrt_image,
+        metavar="IMAGE",
+        help="optimizer image for compile target tensorrt (built with TensorRT)",
+    )
     defaults.add_argument("--triton-image", default=BUILTIN.triton_image, metavar="IMAGE")
     defaults.add_argument(
         "--accelerator",
@@ -122,6 +128,9 @@ def spec_defaults(args: argparse.Namespace) -> SpecDefaults:
         labels[key] = _check(value, LABEL_VALUE, "--pod-monitor-label", "a label value", 63)
     return SpecDefaults(
         optimizer_image=_check(args.optimizer_image, IMAGE, "--optimizer-image", "an image reference", 512),
+        optimizer_tensorrt_image=_check(
+            args.optimizer_tensorrt_image, IMAGE, "--optimizer-tensorrt-image", "an image reference", 512
+        ),
         triton_image=_check(args.triton_image, IMAGE, "--triton-image", "an image reference", 512),
         accelerator=args.accelerator,
         prometheus_url=url,
