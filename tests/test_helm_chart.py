@@ -607,7 +607,8 @@ def test_documented_install_commands_render(helm: Path) -> None:
     commands = documented_helm_commands()
     assert commands, "docs/install.md shows no helm install command"
     for words in commands:
-        args = [word for word in words[2:] if word not in {"--install", "--create-namespace", "--wait"}]
+        upgrade_only = {"--install", "--create-namespace", "--wait", "--reuse-values"}
+        args = [word for word in words[2:] if word not in upgrade_only]
         args = [arg for arg in args if not arg.startswith("--timeout")]
         result = subprocess.run(
             [str(helm), "template", *args],
