@@ -202,3 +202,30 @@ async def test_no_planted_secret_in_any_status_event_or_log_line(
             for where, texts in (("status", statuses), ("Event", events), ("log", logs)):
                 found = [text for text in texts if variant in text]
                 assert found == [], f"planted secret in a {where}: {found[0][:300]}"
+
+
+async def test_modeldeploy_run_verbose_logs_no_url_credentials(
+    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process as users start it, at --verbose (kopf logs whole objects): the log file is grepped."""
+    from kube_emulator import use_kubeconfig  # noqa: PLC0415
+    from test_operator_process import free_port, operator_process, wait_until  # noqa: PLC0415
+
+    config = use_kubeconfig(emulator, tmp_path, monkeypatch)
+    log = tmp_path / "operator.log"
+    args = ["--all-namespaces", "--standalone", "--verbose", "--health-port", str(free_port())]
+    args += ["--metrics-port", "0"]
+    async with operator_process(emulator, args, log, config) as process:
+        body = _manifest("http://prometheus.monitoring.svc:9090", _signed("ocr-v1"))
+        del body["spec"]["monitoring"]["prometheusAuth"]
+        await emulator.write_as_controller(MDEPS, NS, "ocr", body)
+
+        async def ready() -> bool:
+            stored = emulator.stored(MDEPS, NS, "ocr") or {}
+            return (stored.get("status") or {}).get("phase") == "Ready"
+
+        await wait_until(ready, "phase Ready", process, log)
+    text = log.read_text()
+    assert "X-Amz-Signature=[REDACTED]" in text  # kopf did log the object, and the filter blanked it
+    for variant in _variants(SIGNATURE):
+        assert variant not in text
