@@ -8,6 +8,7 @@ renders, and a kube-prometheus-stack style Prometheus selector is evaluated agai
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,22 @@ def test_per_object_prometheus_secrets_are_an_explicit_opt_in() -> None:
 def test_bad_default_flags_are_refused_naming_the_flag(flags: list[str], message: str) -> None:
     with pytest.raises(DefaultsError, match=message):
         spec_defaults(build_parser().parse_args(["run", *flags]))
+
+
+def test_render_previews_a_cluster_with_the_same_default_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modeldeploy.cli import main  # noqa: PLC0415
+
+    manifest = tmp_path / "m.yaml"
+    body = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "cnn"}}
+    manifest.write_text(yaml.safe_dump({**body, "spec": SPEC}))
+    assert (
+        main(["render", "-f", str(manifest), "--accelerator", "cpu", "--optimizer-image", "r.local/o:1"]) == 0
+    )
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    (job,) = (obj for obj in objects if obj["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "r.local/o:1"
+    assert "nvidia.com/gpu" not in json.dumps(objects)
+    assert main(["render", "-f", str(manifest), "--pod-monitor-label", "bad"]) == 2
+    assert "--pod-monitor-label: must be KEY=VALUE" in capsys.readouterr().err

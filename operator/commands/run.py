@@ -48,11 +48,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--metrics-port", type=int, default=9090, help="Prometheus metrics at :PORT/metrics (0: off)"
     )
-    _add_default_flags(parser)
+    add_default_flags(parser)
     parser.set_defaults(handler=_handle)
 
 
-def _add_default_flags(parser: argparse.ArgumentParser) -> None:
+def add_default_flags(parser: argparse.ArgumentParser) -> None:
     defaults = parser.add_argument_group(
         "defaults for every ModelDeployment (a field set in the object wins; the Helm chart sets these)"
     )
