@@ -190,19 +190,32 @@ def test_helm_install_with_registry_and_cpu_flags_reaches_ready_and_uninstalls_c
         )
 
         # docs/install.md, Uninstall, step 1: delete the ModelDeployments while the operator runs.
-        cluster.kubectl("delete", "modeldeployments", "--all", "--all-namespaces", "--wait", "--timeout=60s")
+        # Foreground: the command returns once the garbage collector removed every child. In background
+        # the ModelDeployments go at once, and if the collector had not yet caught up with them (it
+        # learns a new CRD's kind at its next discovery sync) the CRD's deletion in step 3 leaves their
+        # children with an owner kind nobody serves any more: never collected (seen here, every run).
+        cluster.kubectl(
+            "delete", "modeldeployments", "--all", "--all-namespaces", "--cascade=foreground", "--wait",
+            "--timeout=90s",
+        )  # fmt: skip
         assert json_of(cluster, "get", "mdep", "--all-namespaces")["items"] == []
         # Step 2: helm uninstall (the operator's pod goes with its Deployment: the process ends here).
         helm(cluster, "uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout=60s")
     # Step 3: the CRD; nothing may hold it Terminating.
     cluster.kubectl("delete", "crd", CRD, "--wait", "--timeout=60s")
     assert cluster.kubectl("get", "crd", CRD, check=False).returncode != 0
+
     # The children went with their owner (garbage collector), the release's objects with the release.
-    wait_until(
-        lambda: not json_of(cluster, "-n", namespace, "get", "deployments,jobs,services")["items"],
-        "the children to be garbage-collected",
-        timeout_s=60,
-    )
+    def children() -> list[tuple[str, str]]:
+        items = json_of(cluster, "-n", namespace, "get", "deployments,replicasets,jobs,services,pods")[
+            "items"
+        ]
+        return [(o["kind"], o["metadata"]["name"]) for o in items]
+
+    try:
+        wait_until(lambda: not children(), "the pods of the children to go", timeout_s=60)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: left {children()}") from None
     leftovers = json_of(cluster, "-n", RELEASE_NS, "get", "deployments,serviceaccounts,roles,rolebindings")
     assert [o["metadata"]["name"] for o in leftovers["items"] if o["metadata"]["name"] != "default"] == []
     cluster_scoped = json_of(
