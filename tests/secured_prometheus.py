@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 from realparts import missing
-from realservers import PartMissingError, PrometheusServer, _launch, find_prometheus, free_port
+from realservers import PartMissingError, PrometheusServer, find_prometheus
 
+from modeldeploy.cluster.processes import free_port, launch
 from modeldeploy.credentials import PrometheusCredentials
 from modeldeploy.prometheus import QueryError, query_number
 
@@ -85,7 +86,7 @@ def secured_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sec
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
     ]
-    server = PrometheusServer(_launch("prometheus", command, workdir / "prometheus.log"), port, ())
+    server = PrometheusServer(launch("prometheus", command, workdir / "prometheus.log"), port, ())
     url = f"https://127.0.0.1:{port}"
     secured = SecuredPrometheus(url, (workdir / "ca.crt").read_text(), (workdir / "other.crt").read_text())
     good = PrometheusCredentials(username=USER, password=PASSWORD, ca_pem=secured.ca_pem)
