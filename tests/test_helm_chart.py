@@ -528,6 +528,11 @@ INVALID_VALUES = [
     ),
     ({"metrics": {"port": 8080}}, "metrics.port: 8080 is already health.port"),
     ({"watch": {"namespaces": ["ml"]}}, "watch.namespaces: only used with watch.scope=namespaces"),
+    ({"accelerator": "tpu"}, "/accelerator"),
+    ({"monitoring": {"prometheusUrl": "https://admin:pw@prometheus:9090"}}, "/monitoring/prometheusUrl"),
+    ({"monitoring": {"podMonitorLabels": {"release": "a b"}}}, "/monitoring/podMonitorLabels/release"),
+    ({"monitoring": {"prometheusAuth": {"type": "mtls"}}}, "/monitoring/prometheusAuth/type"),
+    ({"imageRegistry": "registry.example.com/my org"}, "/imageRegistry"),
 ]
 
 
