@@ -170,7 +170,7 @@ def _connection_problem(error: requests.exceptions.RequestException) -> str:
     """The socket error under urllib3's long message, which otherwise spells out the whole query URL."""
     if isinstance(error, requests.exceptions.SSLError):
         tls = re.search(r"\[SSL: [A-Z_]+\][^'\")\]]*", str(error))
-        detail = tls.group().strip() if tls else "handshake failed"
+        detail = re.sub(r"\s*\(_ssl\.c:\d+$", "", tls.group().strip()) if tls else "handshake failed"
         return f"TLS: {detail} (a private CA goes in the prometheusAuth Secret's ca.crt)"
     found = re.search(r"\[Errno -?\d+\] [^'\")\]]+", str(error))
     return found.group().strip() if found else type(error).__name__

@@ -30,6 +30,7 @@ from operator_harness import eventually, operator_in_this_loop
 from secured_prometheus import PASSWORD, USER, SecuredPrometheus, secured_prometheus
 
 from modeldeploy.credentials import install_log_redaction
+from modeldeploy.defaults import PrometheusAuthRef, SpecDefaults
 from modeldeploy.kube import Backoff, Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import Track, TritonPrometheusProbes
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.realpart("prometheus")
 
 MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
 NS = "ml"
+CHART_NS = "modeldeploy-system"  # the chart-wide Secret lives in the release namespace
 SIGNATURE = "PLANTEDsig0123456789abcdef"
 JOB_PASSWORD = "PLANTED-job-pw-42"
 PLANTED = (PASSWORD, SIGNATURE, JOB_PASSWORD)
@@ -75,7 +77,16 @@ async def cluster(emulator: ApiServerEmulator) -> AsyncIterator[ClusterControlle
             await task
 
 
-def _manifest(prometheus_url: str, uri: str) -> dict[str, Any]:
+def _manifest(prometheus_url: str | None, uri: str) -> dict[str, Any]:
+    """With a URL: the object names its Prometheus and its own Secret; None: the chart-wide ones."""
+    monitoring = (
+        {
+            "prometheusUrl": prometheus_url,
+            "prometheusAuth": {"secretName": "prometheus-client", "type": "basicAuth"},
+        }
+        if prometheus_url is not None
+        else {}
+    )
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
         "kind": "ModelDeployment",
@@ -89,10 +100,7 @@ def _manifest(prometheus_url: str, uri: str) -> dict[str, Any]:
                 "progressDeadline": "2m",
                 "analysis": {"maxConsecutiveErrors": 2},
             },
-            "monitoring": {
-                "prometheusUrl": prometheus_url,
-                "prometheusAuth": {"secretName": "prometheus-client", "type": "basicAuth"},
-            },
+            "monitoring": monitoring,
         },
     }
 
@@ -108,10 +116,12 @@ async def _lifecycle(
     runtime: Runtime,
     clock: list[datetime],
 ) -> None:
+    chart_wide = runtime.defaults.prometheus_auth is not None
+    secret_namespace = CHART_NS if chart_wide else NS
     secret = {
         "metadata": {
             "name": "prometheus-client",
-            "namespace": NS,
+            "namespace": secret_namespace,
             "labels": {"modeldeploy.io/prometheus-auth": "true"},
         },
         "data": {
@@ -119,8 +129,8 @@ async def _lifecycle(
             for key, value in {"username": USER, "password": PASSWORD, "ca.crt": secured.ca_pem}.items()
         },
     }
-    await emulator.write_as_controller("v1/secrets", NS, "prometheus-client", secret)
-    body = _manifest(secured.url, _signed("ocr-v1"))
+    await emulator.write_as_controller("v1/secrets", secret_namespace, "prometheus-client", secret)
+    body = _manifest(None if chart_wide else secured.url, _signed("ocr-v1"))
     await emulator.write_as_controller(MDEPS, NS, "ocr", copy.deepcopy(body))
 
     def status() -> dict[str, Any]:
@@ -163,7 +173,9 @@ async def _lifecycle(
     await eventually(lambda: emulator.stored(MDEPS, NS, "ocr") is None, "deleted", timeout=30)
 
 
+@pytest.mark.parametrize("chart_wide", [False, True], ids=["own-secret", "chart-wide-secret"])
 async def test_no_planted_secret_in_any_status_event_or_log_line(
+    chart_wide: bool,
     emulator: ApiServerEmulator,
     kubeconfig: pathlib.Path,
     secured: SecuredPrometheus,
@@ -181,6 +193,13 @@ async def test_no_planted_secret_in_any_status_event_or_log_line(
         metrics=OperatorMetrics(),
         clock=lambda: clock[0],
         retry_s=0.2,
+        # The chart's monitoring.prometheusUrl and prometheusAuth, as `modeldeploy run` flags give them.
+        defaults=SpecDefaults(
+            prometheus_url=secured.url,
+            prometheus_auth=PrometheusAuthRef(CHART_NS, "prometheus-client", "basicAuth"),
+        )
+        if chart_wide
+        else SpecDefaults(),
     )
     async with cluster(emulator) as controllers, operator_in_this_loop(runtime):
         await _lifecycle(emulator, controllers, secured, runtime, clock)
@@ -216,8 +235,7 @@ async def test_modeldeploy_run_verbose_logs_no_url_credentials(
     args = ["--all-namespaces", "--standalone", "--verbose", "--health-port", str(free_port())]
     args += ["--metrics-port", "0"]
     async with operator_process(emulator, args, log, config) as process:
-        body = _manifest("http://prometheus.monitoring.svc:9090", _signed("ocr-v1"))
-        del body["spec"]["monitoring"]["prometheusAuth"]
+        body = _manifest(None, _signed("ocr-v1"))
         await emulator.write_as_controller(MDEPS, NS, "ocr", body)
 
         async def ready() -> bool:
