@@ -25,13 +25,16 @@ RUN python -m venv /opt/modeldeploy \
  && /opt/modeldeploy/bin/pip uninstall --yes pip
 
 # ---------------------------------------------------------------------------------------------------------
-# The optimizer's virtual environment: onnx + ONNX Runtime; with TENSORRT=true the CUDA build of ONNX
+# The optimizer's virtual environment: onnx + ONNX Runtime, and a sample model built in code
+# (/opt/modeldeploy/samples/cnn.onnx, used by examples/cpu-kind.yaml and the e2e); with TENSORRT=true the CUDA build of ONNX
 # Runtime and TensorRT replace the CPU runtime (for GPU nodes; keep TensorRT's major version equal to the
 # one in the Triton image that serves the engines).
 FROM ${PYTHON_IMAGE} AS optimizer-build
 ARG TENSORRT=false
 # Space-separated requirements; globbing is off where they are expanded, so extras in [] are safe.
-ARG GPU_PACKAGES="onnxruntime-gpu[cuda,cudnn] tensorrt-cu12"
+# TensorRT pinned to the one in the default serving image (Triton 24.08 ships TensorRT 10.3.0): an engine
+# only loads in the TensorRT version that built it. A test keeps this pin and the Triton tag together.
+ARG GPU_PACKAGES="onnxruntime-gpu[cuda,cudnn] tensorrt-cu12==10.3.0"
 WORKDIR /
 COPY --from=source /src /src
 RUN python -m venv /opt/modeldeploy \
@@ -41,6 +44,8 @@ RUN python -m venv /opt/modeldeploy \
       && set -f \
       && /opt/modeldeploy/bin/pip install --no-cache-dir --disable-pip-version-check $GPU_PACKAGES; \
     fi \
+ && /opt/modeldeploy/bin/python -c 'from modeldeploy.optimizer.sample_model import main; main()' \
+      /opt/modeldeploy/samples/cnn.onnx \
  && /opt/modeldeploy/bin/pip uninstall --yes pip
 
 # ---------------------------------------------------------------------------------------------------------

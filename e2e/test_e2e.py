@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import toolbin
 import yaml
+from e2e_manifest import chart_defaults, e2e_manifest
 from realparts import missing
 
 from modeldeploy.revision import compute_revision
@@ -27,11 +28,10 @@ from modeldeploy.spec import parse_spec
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parent
-MANIFEST = E2E_DIR / "manifests" / "modeldeployment.yaml"
 HEALTH_LUA = (
     REPO_ROOT / "argocd" / "resource_customizations" / "modeldeploy.io" / "ModelDeployment" / "health.lua"
 )
-NAME = "mnist"
+NAME = "cnn"
 # Optimizing a small model and pulling Triton on a fresh node take minutes; a canary step does not.
 FIRST_READY_TIMEOUT_S = 1500.0
 STEP_TIMEOUT_S = 600.0
@@ -101,14 +101,14 @@ def wait_for(what: str, condition: Callable[[dict[str, Any]], bool], timeout_s: 
 
 
 def manifest_with(serving_changes: dict[str, Any]) -> dict[str, Any]:
-    manifest: dict[str, Any] = yaml.safe_load(MANIFEST.read_text())
-    changed = copy.deepcopy(manifest)
+    changed = copy.deepcopy(e2e_manifest())
     changed["spec"]["serving"].update(serving_changes)
     return changed
 
 
 def revision_of(manifest: dict[str, Any]) -> str:
-    return compute_revision(parse_spec(manifest["spec"]))
+    # What the operator computes: the spec with the chart's defaults (optimizer image, accelerator cpu).
+    return compute_revision(parse_spec(manifest["spec"], chart_defaults()))
 
 
 def apply(manifest: dict[str, Any]) -> None:
@@ -141,7 +141,16 @@ def cluster() -> Iterator[None]:
         missing("kind cluster", "run e2e/run.sh (it creates the cluster and sets KUBECONFIG)")
     kubectl("get", "crd", "modeldeployments.modeldeploy.io")
     yield
-    kubectl("delete", "-f", str(MANIFEST), "--ignore-not-found", "--wait=true", "--timeout=180s")
+    kubectl(
+        "-n",
+        namespace(),
+        "delete",
+        "modeldeployment",
+        NAME,
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=180s",
+    )
 
 
 def test_rollout_promotion_rollback_and_cleanup(cluster: None) -> None:

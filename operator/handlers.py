@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from modeldeploy.defaults import BUILTIN
 from modeldeploy.kube import Kube, KubeError
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import TritonPrometheusProbes
@@ -63,7 +64,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         metrics_port = getattr(memo, "metrics_port", None)
         if metrics_port:
             metrics.serve(int(metrics_port))
-        memo.runtime = Runtime(kube=kube, probes=TritonPrometheusProbes(kube), metrics=metrics)
+        defaults = getattr(memo, "defaults", None) or BUILTIN
+        memo.runtime = Runtime(
+            kube=kube, probes=TritonPrometheusProbes(kube), metrics=metrics, defaults=defaults
+        )
 
 
 @kopf.on.cleanup()
@@ -106,10 +110,11 @@ def modeldeployment_changed(
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-def validate(name: str, spec: kopf.Spec, **_: Any) -> None:
+def validate(name: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
     try:
         check_name(name)
-        parse_spec(dict(spec))
+        parse_spec(dict(spec), runtime.defaults if runtime is not None else BUILTIN)
     except SpecError as error:
         # The reconcile loop writes the InvalidSpec condition; kopf records the failure as an Event.
         raise kopf.PermanentError(f"invalid ModelDeployment:\n{error}") from None

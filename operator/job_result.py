@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modeldeploy.credentials import redact
 from modeldeploy.rollout import JobResult
 
 # Keys copied from the message into status.optimization (camelCase, as in the message).
@@ -59,5 +60,6 @@ def message_from_pods(pods: Iterable[Mapping[str, Any]]) -> tuple[str | None, in
 
 
 def _shorten(text: str) -> str:
-    text = " ".join(text.split())
+    """One line, at most MAX_ERROR_CHARS, with any credentials in URLs blanked (it goes to status)."""
+    text = redact(" ".join(text.split()))
     return text if len(text) <= MAX_ERROR_CHARS else "…" + text[-MAX_ERROR_CHARS:]

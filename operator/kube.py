@@ -235,6 +235,22 @@ class Kube:
 
     # -- reads
 
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        resource = await self._resource(api_version, kind)
+        try:
+            result = await self._retrying(
+                f"get {kind} {namespace}/{name}",
+                lambda: self._dynamic.get(
+                    resource, name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S
+                ),
+            )
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+        return _as_dict(result)
+
     async def list(
         self, api_version: str, kind: str, namespace: str | None, label_selector: str
     ) -> list[dict[str, Any]]:

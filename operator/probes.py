@@ -13,9 +13,13 @@ from datetime import timedelta
 from typing import Protocol
 
 from modeldeploy.analysis import Thresholds
-from modeldeploy.kube import Kube
+from modeldeploy.credentials import CredentialsError, PrometheusCredentials, prometheus_credentials
+from modeldeploy.defaults import PrometheusAuthRef
+from modeldeploy.kube import Kube, KubeError
 from modeldeploy.rendering import HTTP_PORT, Owner, revision_labels
 from modeldeploy.rollout import AnalysisOutcome, SmokeOutcome
+
+AUTH_SECRET_LABEL = "modeldeploy.io/prometheus-auth"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class AnalysisRequest:
     canary: Track
     window: timedelta
     thresholds: Thresholds
+    auth: PrometheusAuthRef | None = None  # the Secret whose credentials go to prometheus_url
 
 
 class Probes(Protocol):
@@ -76,6 +81,11 @@ class TritonPrometheusProbes:
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
         from modeldeploy import prometheus  # noqa: PLC0415  (prometheus-api-client pulls pandas)
 
+        try:
+            credentials = await self._credentials(request.auth)
+        except (CredentialsError, KubeError) as error:
+            # An error verdict (counted toward maxConsecutiveErrors), naming the Secret, never its values.
+            return AnalysisOutcome(verdict="error", reason=f"Prometheus credentials: {error}")
         verdict = await asyncio.to_thread(
             prometheus.analyze,
             request.prometheus_url,
@@ -85,6 +95,7 @@ class TritonPrometheusProbes:
             request.window,
             request.thresholds,
             self._timeout_s,
+            credentials,
         )
         return AnalysisOutcome(
             verdict=verdict.verdict,
@@ -93,6 +104,20 @@ class TritonPrometheusProbes:
             stable=_camel(verdict.stable.as_dict()),
             canary=_camel(verdict.canary.as_dict()),
         )
+
+    async def _credentials(self, auth: PrometheusAuthRef | None) -> PrometheusCredentials | None:
+        """Read at every analysis, so a rotated Secret takes effect without a restart."""
+        if auth is None:
+            return None
+        where = f"{auth.namespace}/{auth.secret_name}"
+        secret = await self._kube.get("v1", "Secret", auth.namespace, auth.secret_name)
+        if secret is None:
+            raise CredentialsError(f"Secret {where} (prometheusAuth) does not exist")
+        labels = (secret.get("metadata") or {}).get("labels") or {}
+        if labels.get(AUTH_SECRET_LABEL) != "true":
+            # Only Secrets meant for it: a ModelDeployment must not send any Secret to a URL it chooses.
+            raise CredentialsError(f"Secret {where} lacks the label {AUTH_SECRET_LABEL}=true")
+        return prometheus_credentials(secret.get("data") or {}, auth.type, where)
 
 
 def _camel(measurement: dict[str, float | None]) -> dict[str, float | None]:

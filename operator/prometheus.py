@@ -8,11 +8,14 @@ or a timeout becomes an `error` verdict whose reason says what went wrong, which
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
+import os
 import re
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +33,7 @@ from modeldeploy.analysis import (
     judge,
     track_queries,
 )
+from modeldeploy.credentials import PrometheusCredentials, redact
 
 
 class QueryError(Exception):
@@ -44,13 +48,13 @@ def analyze(  # noqa: PLR0917  # the positional signature is the contract (docs/
     window: timedelta,
     thresholds: Thresholds,
     timeout_s: float = 10,
+    credentials: PrometheusCredentials | None = None,
 ) -> Verdict:
     """Measure the stable and canary tracks of `model` over `window` and judge the canary."""
+    shown = redact(prometheus_url)  # what messages say: never the user info of a URL
     try:
         if not prometheus_url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"the Prometheus URL must start with http:// or https://, got {prometheus_url!r}"
-            )
+            raise ValueError(f"the Prometheus URL must start with http:// or https://, got {shown!r}")
         stable_queries = track_queries(model, stable, window)
         canary_queries = track_queries(model, canary, window)
     except ValueError as error:  # MatcherError included
@@ -60,27 +64,48 @@ def analyze(  # noqa: PLR0917  # the positional signature is the contract (docs/
     evaluated_at = time.time()
     # No retries with back-off here: the rollout analyses again at the next interval anyway.
     try:
-        client = PrometheusConnect(url=prometheus_url.rstrip("/"), retry=Retry(total=0))
-        try:
+        with _connected(prometheus_url, credentials) as client:
             stable_measurement = _measure(client, stable_queries, evaluated_at, deadline)
             canary_measurement = _measure(client, canary_queries, evaluated_at, deadline)
-        finally:
-            client.close()
     except QueryError as error:
-        return Verdict("error", f"Prometheus at {prometheus_url}: {error}", NO_DATA, NO_DATA)
+        return Verdict("error", redact(f"Prometheus at {shown}: {error}"), NO_DATA, NO_DATA)
     except Exception as error:  # the contract: an analysis never raises into the operator
-        reason = f"Prometheus at {prometheus_url}: unexpected {type(error).__name__}: {_first_line(error)}"
-        return Verdict("error", reason, NO_DATA, NO_DATA)
+        reason = f"Prometheus at {shown}: unexpected {type(error).__name__}: {_first_line(error)}"
+        return Verdict("error", redact(reason), NO_DATA, NO_DATA)
     return judge(stable_measurement, canary_measurement, thresholds)
 
 
-def query_number(prometheus_url: str, query: str, timeout_s: float = 10) -> float | None:
+def query_number(
+    prometheus_url: str, query: str, timeout_s: float = 10, credentials: PrometheusCredentials | None = None
+) -> float | None:
     """The number one aggregating instant query returns now (None: no data); raises QueryError."""
-    client = PrometheusConnect(url=prometheus_url.rstrip("/"), retry=Retry(total=0))
-    try:
+    with _connected(prometheus_url, credentials) as client:
         return _instant_value(client, query, time.time(), time.monotonic() + timeout_s)
+
+
+@contextlib.contextmanager
+def _connected(url: str, credentials: PrometheusCredentials | None) -> Iterator[PrometheusConnect]:
+    """A client sending `credentials` (bearer token or basic auth) and trusting their CA bundle, if any."""
+    session = requests.Session()
+    ca_file: str | None = None
+    if credentials is not None:
+        if credentials.bearer_token is not None:
+            session.headers["Authorization"] = f"Bearer {credentials.bearer_token}"
+        if credentials.username is not None and credentials.password is not None:
+            session.auth = (credentials.username, credentials.password)
+        if credentials.ca_pem is not None:
+            # requests verifies against a file; it lives only as long as this client.
+            with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as bundle:
+                bundle.write(credentials.ca_pem)
+            ca_file = bundle.name
+            session.verify = ca_file
+    client = PrometheusConnect(url=url.rstrip("/"), retry=Retry(total=0), session=session)
+    try:
+        yield client
     finally:
         client.close()
+        if ca_file is not None:
+            os.unlink(ca_file)
 
 
 def _measure(
@@ -127,6 +152,9 @@ def _instant_value(client: PrometheusConnect, query: str, at: float, deadline: f
 def _prometheus_error(error: PrometheusApiClientException) -> str:
     """Prometheus's own `error` text out of the client's 'HTTP Status Code 400 (b'{...}')' message."""
     message = str(error)
+    if message.startswith(("HTTP Status Code 401", "HTTP Status Code 403")):
+        status = message.split(" (", 1)[0]
+        return f"{status}: Prometheus refused the credentials (see monitoring.prometheusAuth)"
     match = re.search(r"\((b'.*'|b\".*\")\)\s*$", message, re.DOTALL)
     if match:
         try:
@@ -140,6 +168,10 @@ def _prometheus_error(error: PrometheusApiClientException) -> str:
 
 def _connection_problem(error: requests.exceptions.RequestException) -> str:
     """The socket error under urllib3's long message, which otherwise spells out the whole query URL."""
+    if isinstance(error, requests.exceptions.SSLError):
+        tls = re.search(r"\[SSL: [A-Z_]+\][^'\")\]]*", str(error))
+        detail = re.sub(r"\s*\(_ssl\.c:\d+$", "", tls.group().strip()) if tls else "handshake failed"
+        return f"TLS: {detail} (a private CA goes in the prometheusAuth Secret's ca.crt)"
     found = re.search(r"\[Errno -?\d+\] [^'\")\]]+", str(error))
     return found.group().strip() if found else type(error).__name__
 

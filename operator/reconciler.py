@@ -22,6 +22,7 @@ from typing import Any
 from modeldeploy import rendering
 from modeldeploy.analysis import Thresholds
 from modeldeploy.conditions import ConditionType, Phase, find_condition, parse_time
+from modeldeploy.defaults import BUILTIN, PrometheusAuthRef, SpecDefaults, prometheus_auth_for
 from modeldeploy.job_result import message_from_pods, parse_termination_message
 from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, ObjectRef
 from modeldeploy.metrics import OperatorMetrics
@@ -83,6 +84,7 @@ class Runtime:
     retry_s: float = 5.0  # after a failed reconcile
     consistency_timeout_s: float = 5.0  # wait this long for our own write to come back on the watch
     clock: Callable[[], datetime] = utc_now
+    defaults: SpecDefaults = BUILTIN  # operator-wide defaults (`modeldeploy run` flags, from the chart)
     wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
     # After a write: the resourceVersion the object had before it (a body still at it is stale) ...
     stale_versions: dict[Key, str] = field(default_factory=dict)
@@ -215,7 +217,7 @@ async def reconcile(
     now = runtime.clock()
     try:
         check_name(name)
-        spec = parse_spec(body.get("spec") or {})
+        spec = parse_spec(body.get("spec") or {}, runtime.defaults)
     except SpecError as error:
         invalid = decide_invalid_spec(status, int(meta.get("generation") or 0), str(error), now)
         await _write_status(runtime, key, body, status, invalid)
@@ -289,8 +291,11 @@ async def _measure(
     if analysis_due(desired, status, manual, now) and status.stable_revision:
         limits = spec.rollout.analysis
         since = max(t for t in (status.canary_step_start, status.analysis.time) if t is not None)
+        own = spec.monitoring.prometheus_auth
+        own_ref = PrometheusAuthRef(owner.namespace, own.secret_name, own.type) if own is not None else None
         request = AnalysisRequest(
             prometheus_url=spec.monitoring.prometheus_url,
+            auth=prometheus_auth_for(spec.monitoring.prometheus_url, own_ref, runtime.defaults),
             model=spec.model.name,
             stable=Track(owner.namespace, owner.name, status.stable_revision),
             canary=canary,

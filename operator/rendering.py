@@ -443,7 +443,10 @@ def render_pod_monitor(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any
         return None
     return _render(
         "podmonitor.yaml.j2",
-        metadata=_metadata(owner, owner.name, instance_labels(owner)),
+        # The extra labels are what a Prometheus' podMonitorSelector matches (kube-prometheus-stack: release).
+        metadata=_metadata(
+            owner, owner.name, {**spec.monitoring.pod_monitor_labels, **instance_labels(owner)}
+        ),
         selector=instance_labels(owner),
         namespaces=[owner.namespace],
     )

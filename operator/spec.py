@@ -29,7 +29,16 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from modeldeploy import __version__
+from modeldeploy.credentials import USERINFO_MESSAGE, has_userinfo
+from modeldeploy.defaults import (
+    BUILTIN,
+    DEFAULT_OPTIMIZER_IMAGE,
+    DEFAULT_PROMETHEUS_URL,
+    DEFAULT_TRITON_IMAGE,
+    GPU_RESOURCE,
+    SpecDefaults,
+    apply_defaults,
+)
 from modeldeploy.durations import format_duration, parse_duration
 from modeldeploy.quantities import parse_quantity
 
@@ -59,11 +68,7 @@ LABEL_KEY = (
 LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
 HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.08-py3"
-DEFAULT_OPTIMIZER_IMAGE = f"ghcr.io/modeldeploy/optimizer:{__version__}"
-DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_STEPS = (10, 25, 50, 100)
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,15 @@ def _matching(pattern: str, what: str, max_length: int | None = None) -> Callabl
             raise ValueError(f"must be at most {max_length} characters")
         if compiled.fullmatch(value) is None:
             raise ValueError(f"must be {what}")
+        return value
+
+    return check
+
+
+def _no_userinfo(hint: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if has_userinfo(value):
+            raise ValueError(f"{USERINFO_MESSAGE}: {hint}")
         return value
 
     return check
@@ -139,11 +153,13 @@ ModelUri = Annotated[
     AfterValidator(
         _matching(MODEL_URI, "a URI with scheme s3://, gs://, https://, file:// or pvc://CLAIM/PATH", 2048)
     ),
+    AfterValidator(_no_userinfo("give them in credentialsSecret")),
 ]
 StorageUri = Annotated[
     str, AfterValidator(_matching(STORAGE_URI, "pvc://CLAIM[/PREFIX] or s3://BUCKET[/PREFIX]", 1024))
 ]
 HttpUrl = Annotated[str, AfterValidator(_matching(HTTP_URL, "an http:// or https:// URL", 2048))]
+PrometheusUrl = Annotated[HttpUrl, AfterValidator(_no_userinfo("give them in prometheusAuth"))]
 S3Endpoint = Annotated[
     str,
     AfterValidator(_matching(S3_ENDPOINT, "an http:// or https:// URL of a host and optional port", 2048)),
@@ -313,12 +329,25 @@ class RolloutSpec(_Section):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
 
+class PrometheusAuthSpec(_Section):
+    """A Secret in the ModelDeployment's namespace: keys `token` (bearerToken) or `username` and `password`
+    (basicAuth), and optionally `ca.crt` (PEM) to verify an https:// Prometheus."""
+
+    secret_name: Dns1123Subdomain
+    type: Literal["bearerToken", "basicAuth", "none"] = "bearerToken"
+
+
 class MonitoringSpec(_Section):
-    prometheus_url: HttpUrl = DEFAULT_PROMETHEUS_URL
+    prometheus_url: PrometheusUrl = DEFAULT_PROMETHEUS_URL
+    prometheus_auth: PrometheusAuthSpec | None = None
     pod_monitor: StrictBool = True
+    # Extra labels on the PodMonitor, e.g. the `release` label kube-prometheus-stack's Prometheus selects on.
+    pod_monitor_labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=16)
 
 
 class ModelDeploymentSpec(_Section):
+    # Chooses the defaults of resources, tolerations and instanceGroup.kind (modeldeploy.defaults).
+    accelerator: Literal["gpu", "cpu"] = "gpu"
     model: ModelSpec
     optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
@@ -355,6 +384,11 @@ def _node_selector_keys(node_selector: Mapping[str, str], path: str) -> Iterator
         yield SpecProblem(path, "keys must be label keys such as nvidia.com/gpu.present")
 
 
+def _label_keys(labels: Mapping[str, str], path: str) -> Iterator[SpecProblem]:
+    if any(re.fullmatch(LABEL_KEY, key) is None or len(key) > 316 for key in labels):
+        yield SpecProblem(path, "keys must be label keys such as release or app.kubernetes.io/part-of")
+
+
 def _tolerations(tolerations: list[Toleration], path: str) -> Iterator[SpecProblem]:
     for index, toleration in enumerate(tolerations):
         if toleration.operator == "Exists" and toleration.value is not None:
@@ -370,6 +404,8 @@ class _Sections:
     storage: StorageSpec | None
     autoscaling: AutoscalingSpec | None
     rollout: RolloutSpec | None
+    monitoring: MonitoringSpec | None = None
+    accelerator: str | None = None
 
 
 def _cross_field_problems(sections: _Sections) -> Iterator[SpecProblem]:
@@ -394,6 +430,16 @@ def _cross_field_problems(sections: _Sections) -> Iterator[SpecProblem]:
         yield from _autoscaling_problems(sections.autoscaling)
     if sections.rollout is not None:
         yield from _rollout_problems(sections.rollout)
+    if sections.monitoring is not None:
+        yield from _label_keys(sections.monitoring.pod_monitor_labels, "spec.monitoring.podMonitorLabels")
+    if (
+        sections.accelerator == "cpu"
+        and optimization is not None
+        and optimization.compile.target == "tensorrt"
+    ):
+        yield SpecProblem(
+            "spec.optimization.compile.target", "TensorRT needs a GPU: not with accelerator cpu"
+        )
 
 
 def _pod_placement_problems(section: OptimizationSpec | ServingSpec, path: str) -> Iterator[SpecProblem]:
@@ -461,7 +507,7 @@ def _rollout_problems(rollout: RolloutSpec) -> Iterator[SpecProblem]:
         yield SpecProblem("spec.rollout.trafficRouting.gatewayAPI", "set only when type is gatewayAPI")
 
 
-_MAPS = {"requests", "limits", "nodeSelector"}
+_MAPS = {"requests", "limits", "nodeSelector", "podMonitorLabels"}
 
 
 def _path(location: tuple[int | str, ...]) -> str:
@@ -510,10 +556,12 @@ def _valid_section(raw: Mapping[str, Any], name: str, model: type[_SectionT]) ->
         return None
 
 
-def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
-    """Validate `raw` (a ModelDeployment's `spec`, camelCase keys) and apply the CRD's defaults."""
+def parse_spec(raw: Mapping[str, Any], defaults: SpecDefaults = BUILTIN) -> ModelDeploymentSpec:
+    """Validate `raw` (a ModelDeployment's `spec`, camelCase keys) and apply the CRD's defaults and the
+    operator-wide `defaults` (images, accelerator, Prometheus URL, PodMonitor labels)."""
     if not isinstance(raw, Mapping):
         raise SpecError([SpecProblem("spec", "must be an object")])
+    raw = apply_defaults(raw, defaults)
     try:
         # Input keys are the CRD's camelCase only (the API server refuses snake_case); Python code may still
         # construct sections by attribute name.
@@ -526,11 +574,21 @@ def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
             storage=_valid_section(raw, "storage", StorageSpec),
             autoscaling=_valid_section(raw, "autoscaling", AutoscalingSpec),
             rollout=_valid_section(raw, "rollout", RolloutSpec),
+            monitoring=_valid_section(raw, "monitoring", MonitoringSpec),
+            accelerator=raw.get("accelerator") if isinstance(raw.get("accelerator"), str) else None,
         )
         raise SpecError([*_problems(error), *_cross_field_problems(sections)]) from None
     problems = list(
         _cross_field_problems(
-            _Sections(spec.optimization, spec.serving, spec.storage, spec.autoscaling, spec.rollout)
+            _Sections(
+                spec.optimization,
+                spec.serving,
+                spec.storage,
+                spec.autoscaling,
+                spec.rollout,
+                spec.monitoring,
+                spec.accelerator,
+            )
         )
     )
     if problems:
@@ -564,7 +622,9 @@ def check_name(name: object) -> None:
 __all__ = [
     "DEFAULT_OPTIMIZER_IMAGE",
     "DEFAULT_TRITON_IMAGE",
+    "GPU_RESOURCE",
     "ModelDeploymentSpec",
+    "SpecDefaults",
     "SpecError",
     "SpecProblem",
     "check_name",

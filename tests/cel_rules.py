@@ -102,7 +102,7 @@ def _validator() -> Any:
     return _Validator(strict)
 
 
-_MAPS = {"requests", "limits", "nodeSelector"}
+_MAPS = {"requests", "limits", "nodeSelector", "podMonitorLabels"}
 
 
 def field_path(parts: list[str | int]) -> str:

@@ -440,6 +440,7 @@ CLUSTER_RESOURCES = (
     ("v1/pods", "Pod", ("status",)),
     ("v1/services", "Service", ("status",)),
     ("v1/events", "Event", ()),
+    ("v1/secrets", "Secret", ()),
     ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", ("status",)),
     ("keda.sh/v1alpha1/scaledobjects", "ScaledObject", ("status",)),
     ("monitoring.coreos.com/v1/podmonitors", "PodMonitor", ()),

@@ -44,10 +44,14 @@ def run_lua(script: Path, obj: dict[str, Any]) -> Any:
 
 
 def lua_to_python(value: Any) -> Any:
-    """Lua tables → dicts (or lists when keyed 1..n); scalars as they are."""
+    """Lua tables → dicts (or lists when keyed 1..n); scalars as they are. An empty table becomes `[]`,
+    as Argo CD's gopher-lua JSON encoding (layeh.com/gopher-json) writes it: Lua cannot tell an empty
+    object from an empty array, so a script must never leave an object emptied."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     items = dict(value.items())
+    if not items:
+        return []
     converted = {key: lua_to_python(item) for key, item in items.items()}
     if (
         converted
@@ -314,6 +318,15 @@ def test_resume_removes_the_pause_annotation_only() -> None:
     )
     result = run_lua(LUA_DIR / "actions" / "resume" / "action.lua", obj)
     assert result["metadata"]["annotations"] == {"team": "vision"}
+
+
+def test_resume_when_pause_is_the_only_annotation_leaves_no_empty_table() -> None:
+    # Emptied, the annotations table would come back as `[]`: not a map, so Argo CD's patch fails and
+    # the canary stays paused. The action drops the emptied table instead (the patch removes the key).
+    obj = model_deployment(status_for("Paused"), annotations={"modeldeploy.io/pause": "true"})
+    result = run_lua(LUA_DIR / "actions" / "resume" / "action.lua", obj)
+    assert "annotations" not in result["metadata"], result["metadata"]
+    assert result["spec"] == obj["spec"]
 
 
 def test_resume_without_annotations_changes_nothing() -> None:

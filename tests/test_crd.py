@@ -14,6 +14,7 @@ import cel_rules
 import pytest
 
 from modeldeploy import __version__
+from modeldeploy.defaults import SpecDefaults, apply_defaults
 from modeldeploy.rollout import RolloutStatus
 from modeldeploy.spec import SpecError, check_name, parse_spec
 
@@ -209,8 +210,40 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ),
     (
         "gpu without gpu limit",
-        {"serving": {"resources": {"limits": {"memory": "8Gi"}}}},
+        {"serving": {"instanceGroup": {"kind": "gpu"}, "resources": {"limits": {"memory": "8Gi"}}}},
         "spec.serving.resources.limits",
+    ),
+    (
+        "cpu accelerator defaults",
+        {"accelerator": "cpu", "serving": {"instanceGroup": {"count": 2}}},
+        None,
+    ),
+    ("unknown accelerator", {"accelerator": "tpu"}, "spec.accelerator"),
+    (
+        "tensorrt on cpu accelerator",
+        {"accelerator": "cpu", "optimization": {"compile": {"target": "tensorrt"}}},
+        "spec.optimization.compile.target",
+    ),
+    (
+        "model uri with password",
+        {"model": {"name": "m", "uri": "https://user:secret@models.example/m.onnx"}},
+        "spec.model.uri",
+    ),
+    (
+        "model uri with token user",
+        {"model": {"name": "m", "uri": "s3://AKIA0000@bucket/m.onnx"}},
+        "spec.model.uri",
+    ),
+    ("model uri with @ in its path", {"model": {"name": "m", "uri": "https://h/a@b.onnx"}}, None),
+    (
+        "calibration uri with password",
+        {
+            "optimization": {
+                "quantization": "int8-static",
+                "calibration": {"uri": "https://u:p@data.example/c"},
+            }
+        },
+        "spec.optimization.calibration.uri",
     ),
     (
         "cpu without gpu limit",
@@ -396,6 +429,32 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "spec.rollout.analysis.maxConsecutiveErrors",
     ),
     ("prometheus url", {"monitoring": {"prometheusUrl": "prometheus:9090"}}, "spec.monitoring.prometheusUrl"),
+    (
+        "prometheus url with password",
+        {"monitoring": {"prometheusUrl": "https://admin:hunter2@prom.example:9090"}},
+        "spec.monitoring.prometheusUrl",
+    ),
+    (
+        "prometheus auth",
+        {"monitoring": {"prometheusAuth": {"secretName": "prom", "type": "basicAuth"}}},
+        None,
+    ),
+    (
+        "prometheus auth type",
+        {"monitoring": {"prometheusAuth": {"secretName": "prom", "type": "mtls"}}},
+        "spec.monitoring.prometheusAuth.type",
+    ),
+    (
+        "prometheus auth without secret",
+        {"monitoring": {"prometheusAuth": {}}},
+        "spec.monitoring.prometheusAuth.secretName",
+    ),
+    ("pod monitor labels", {"monitoring": {"podMonitorLabels": {"release": "kube-prometheus-stack"}}}, None),
+    (
+        "pod monitor label value",
+        {"monitoring": {"podMonitorLabels": {"release": "a b"}}},
+        "spec.monitoring.podMonitorLabels[release]",
+    ),
     ("pod monitor string", {"monitoring": {"podMonitor": "true"}}, "spec.monitoring.podMonitor"),
     ("pod monitor off", {"monitoring": {"podMonitor": False}}, None),
 ]
@@ -470,6 +529,10 @@ def test_with_a_bad_field_the_operator_still_names_every_rule_broken_elsewhere()
 # any manifest is written.
 OPERATOR_ONLY = [
     ({"serving": {"nodeSelector": {"bad key!": "x"}}}, "spec.serving.nodeSelector"),
+    ({"monitoring": {"podMonitorLabels": {"bad key!": "x"}}}, "spec.monitoring.podMonitorLabels"),
+    # instanceGroup.kind defaults to the operator's accelerator (gpu unless the chart says cpu), which the
+    # API server cannot know: the operator refuses the missing GPU limit.
+    ({"serving": {"resources": {"limits": {"memory": "8Gi"}}}}, "spec.serving.resources.limits"),
     (
         {"serving": {"resources": {"limits": {"GPU count": 1, "nvidia.com/gpu": 1}}}},
         "spec.serving.resources.limits",
@@ -496,22 +559,47 @@ def test_every_cel_rule_is_exercised_by_the_table() -> None:
 
 
 def test_crd_defaults_equal_the_spec_models_defaults() -> None:
+    """What the API server stores, with the operator-wide defaults applied, is what the spec model reads:
+    the CRD defaults every field except the operator-wide ones (modeldeploy.defaults)."""
     variants: list[dict[str, Any]] = [
         {},
         {"serving": {"dynamicBatching": {}}, "optimization": {"calibration": {"uri": "s3://b/c"}}},
         {"rollout": {"trafficRouting": {"type": "gatewayAPI", "gatewayAPI": {"parentRef": {"name": "gw"}}}}},
         {"serving": {"tolerations": [{"key": "a"}]}},
+        {"accelerator": "cpu"},
     ]
     for changes in variants:
         doc = document(changes)
-        stored = cel_rules.admit(doc)[0]["spec"]
+        stored = apply_defaults(cel_rules.admit(doc)[0]["spec"])
         assert stored == parse_spec(doc["spec"]).section_json(*stored)
 
 
-def test_default_images_are_the_documented_ones() -> None:
+def test_operator_wide_fields_have_no_crd_default() -> None:
+    """Images, accelerator-dependent resources and the Prometheus URL come from the chart (through
+    `modeldeploy run`), so a private registry or a CPU cluster is one Helm value, not an edit per object."""
     stored = cel_rules.admit(document())[0]["spec"]
-    assert stored["optimization"]["image"] == f"ghcr.io/modeldeploy/optimizer:{__version__}"
-    assert stored["serving"]["image"] == "nvcr.io/nvidia/tritonserver:24.08-py3"
+    for section, key in [
+        ("optimization", "image"),
+        ("optimization", "resources"),
+        ("optimization", "tolerations"),
+        ("serving", "image"),
+        ("serving", "resources"),
+        ("serving", "tolerations"),
+        ("monitoring", "prometheusUrl"),
+    ]:
+        assert key not in stored[section], (section, key)
+    assert "kind" not in stored["serving"]["instanceGroup"]
+    assert "accelerator" not in stored
+    spec = parse_spec(stored)
+    assert spec.optimization.image == f"ghcr.io/modeldeploy/optimizer:{__version__}"
+    assert spec.serving.image == "nvcr.io/nvidia/tritonserver:24.08-py3"
+    chart = SpecDefaults(optimizer_image="registry.local/md/optimizer:1", accelerator="cpu")
+    on_cpu = parse_spec(stored, chart)
+    assert on_cpu.optimization.image == "registry.local/md/optimizer:1"
+    assert on_cpu.serving.instance_group.kind == "cpu"
+    assert "nvidia.com/gpu" not in (on_cpu.serving.resources.limits or {})
+    assert "nvidia.com/gpu" not in (on_cpu.optimization.resources.limits or {})
+    assert on_cpu.serving.tolerations == [] and on_cpu.optimization.tolerations == []
 
 
 # --- the CRD object itself ---

@@ -528,6 +528,11 @@ INVALID_VALUES = [
     ),
     ({"metrics": {"port": 8080}}, "metrics.port: 8080 is already health.port"),
     ({"watch": {"namespaces": ["ml"]}}, "watch.namespaces: only used with watch.scope=namespaces"),
+    ({"accelerator": "tpu"}, "/accelerator"),
+    ({"monitoring": {"prometheusUrl": "https://admin:pw@prometheus:9090"}}, "/monitoring/prometheusUrl"),
+    ({"monitoring": {"podMonitorLabels": {"release": "a b"}}}, "/monitoring/podMonitorLabels/release"),
+    ({"monitoring": {"prometheusAuth": {"type": "mtls"}}}, "/monitoring/prometheusAuth/type"),
+    ({"imageRegistry": "registry.example.com/my org"}, "/imageRegistry"),
 ]
 
 
@@ -588,7 +593,8 @@ def test_documented_install_commands_render(helm: Path) -> None:
     commands = documented_helm_commands()
     assert commands, "docs/install.md shows no helm install command"
     for words in commands:
-        args = [word for word in words[2:] if word not in {"--install", "--create-namespace", "--wait"}]
+        upgrade_only = {"--install", "--create-namespace", "--wait", "--reuse-values"}
+        args = [word for word in words[2:] if word not in upgrade_only]
         args = [arg for arg in args if not arg.startswith("--timeout")]
         result = subprocess.run(
             [str(helm), "template", *args],

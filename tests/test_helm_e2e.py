@@ -18,10 +18,11 @@ import kubernetes_validate
 import pytest
 import toolbin
 import yaml
+from e2e_manifest import EXAMPLE, IMAGE_REGISTRY, chart_defaults, e2e_manifest
 
 from modeldeploy import __version__
 from modeldeploy.revision import compute_revision
-from modeldeploy.spec import DEFAULT_OPTIMIZER_IMAGE, GPU_RESOURCE, parse_spec
+from modeldeploy.spec import GPU_RESOURCE, parse_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 E2E = REPO_ROOT / "e2e"
@@ -30,17 +31,15 @@ RUN_SH = E2E / "run.sh"
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 
 
-def e2e_manifest() -> dict[str, Any]:
-    manifest: dict[str, Any] = yaml.safe_load((E2E / "manifests" / "modeldeployment.yaml").read_text())
-    return manifest
-
-
 def test_e2e_model_deployment_is_valid_for_the_crd_and_the_operator() -> None:
     manifest = e2e_manifest()
     # What the API server would do: CRD schema, defaults, CEL rules (emulated by tests/cel_rules.py).
     _, problems = cel_rules.admit(manifest)
     assert problems == []
-    spec = parse_spec(manifest["spec"])
+    # The chart's --set accelerator=cpu (chart_defaults) is what keeps GPUs out: the manifest says nothing.
+    assert "accelerator" not in manifest["spec"]
+    assert parse_spec(manifest["spec"]).serving.instance_group.kind == "gpu"
+    spec = parse_spec(manifest["spec"], chart_defaults())
     # kind has no GPUs: nothing may ask for one or wait for a GPU taint.
     for resources in (spec.optimization.resources, spec.serving.resources):
         assert GPU_RESOURCE not in (resources.limits or {})
@@ -57,14 +56,14 @@ def test_e2e_updates_are_new_revisions() -> None:
         manifest = e2e_manifest()
         if max_batch_size is not None:
             manifest["spec"]["serving"]["maxBatchSize"] = max_batch_size
-        revisions.add(compute_revision(parse_spec(manifest["spec"])))
+        revisions.add(compute_revision(parse_spec(manifest["spec"], chart_defaults())))
     assert len(revisions) == 3
 
 
 def test_e2e_canary_is_driven_by_annotations_not_by_the_clock() -> None:
     # Without Prometheus in the cluster, analysis errors would roll back on their own; the test promotes and
     # aborts by annotation, so the manifest must keep the analysis from deciding first.
-    spec = parse_spec(e2e_manifest()["spec"])
+    spec = parse_spec(e2e_manifest()["spec"], chart_defaults())
     assert spec.rollout.strategy == "canary"
     assert spec.rollout.interval.total_seconds() >= 1800
     assert spec.rollout.analysis.max_consecutive_errors >= 50
@@ -75,7 +74,8 @@ def test_e2e_storage_claim_matches_the_model_deployment() -> None:
     claim = yaml.safe_load((E2E / "manifests" / "storage.yaml").read_text())
     kubernetes_validate.validate(claim, "1.37", strict=True)
     manifest = e2e_manifest()
-    assert claim["metadata"]["namespace"] == manifest["metadata"]["namespace"]
+    assert "namespace" not in claim["metadata"]  # run.sh applies it with -n, the example's users too
+    assert '-n "$namespace" apply -f e2e/manifests/storage.yaml' in RUN_SH.read_text()
     assert manifest["spec"]["storage"]["uri"].startswith(f"pvc://{claim['metadata']['name']}/")
 
 
@@ -123,8 +123,14 @@ def test_run_sh_builds_the_images_the_chart_and_the_spec_expect() -> None:
     operator_image = re.search(r"^operator_image=(\S+)$", script, re.MULTILINE)
     optimizer_image = re.search(r"^optimizer_image=(\S+)$", script, re.MULTILINE)
     assert operator_image and optimizer_image
-    assert operator_image.group(1) == f"{values['image']['repository']}:$version"
-    assert optimizer_image.group(1).replace("$version", __version__) == DEFAULT_OPTIMIZER_IMAGE
+    assert re.search(rf"^registry={re.escape(IMAGE_REGISTRY)}$", script, re.MULTILINE)
+    assert values["image"]["repository"] == ""  # so the operator image comes from imageRegistry
+    assert operator_image.group(1) == "$registry/operator:$version"
+    assert optimizer_image.group(1).replace("$registry", IMAGE_REGISTRY).replace("$version", __version__) == (
+        chart_defaults().optimizer_image
+    )
+    # Only --set flags for the registry and CPU mode on top of the e2e values (what a new user types).
+    assert '--set imageRegistry="$registry" --set accelerator=cpu' in script
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     for target in re.findall(r"--target (\S+)", script):
         assert re.search(rf"^FROM \S+ AS {re.escape(target)}$", dockerfile, re.MULTILINE), target
@@ -187,3 +193,38 @@ def test_kubectl_for_the_e2e_run_is_the_real_binary() -> None:
     )
     client = yaml.safe_load(result.stdout)["clientVersion"]
     assert (client["major"], client["minor"]) == ("1", "37")
+
+
+def test_e2e_uses_the_cpu_example_model_that_the_optimizer_image_ships() -> None:
+    example = yaml.safe_load(EXAMPLE.read_text())
+    manifest = e2e_manifest()
+    for section in ("model", "optimization", "serving"):
+        assert manifest["spec"][section] == example["spec"][section]
+    assert example["spec"]["model"]["uri"] == "file:///opt/modeldeploy/samples/cnn.onnx"
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "sample_model import main; main()' \\\n      /opt/modeldeploy/samples/cnn.onnx" in dockerfile
+    # No model is downloaded at run time: no http(s) model URI anywhere in the e2e.
+    assert "https://" not in manifest["spec"]["model"]["uri"]
+    assert "github.com/onnx/models" not in RUN_SH.read_text()
+
+
+def test_disk_check_counts_the_serving_image_layers_before_the_run() -> None:
+    from image_disk import GIB, compressed_size, required_bytes  # noqa: PLC0415
+
+    inspected = [
+        {
+            "Descriptor": {"platform": {"architecture": "arm64", "os": "linux"}},
+            "SchemaV2Manifest": {"layers": [{"size": 1}]},
+        },
+        {
+            "Descriptor": {"platform": {"architecture": "amd64", "os": "linux"}},
+            "SchemaV2Manifest": {"layers": [{"size": 4 * GIB}, {"size": 2 * GIB}]},
+        },
+    ]
+    assert compressed_size(inspected) == 6 * GIB
+    # A 6 GiB compressed image does not fit a runner with 14 GiB free; it fits after freeing space.
+    assert required_bytes(6 * GIB) > 14 * GIB
+    assert required_bytes(6 * GIB) < 40 * GIB
+    with pytest.raises(ValueError, match="no amd64 layers"):
+        compressed_size(inspected[:1])
+    assert 'e2e/image_disk.py "$triton_image"' in RUN_SH.read_text()

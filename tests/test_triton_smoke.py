@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 from realparts import missing
-from realservers import PartMissingError, TritonServer, find_triton, free_port, start_triton, stop_all
+from realservers import PartMissingError, TritonServer, find_triton, start_triton, stop_all
 
+from modeldeploy.cluster.processes import free_port
 from modeldeploy.triton import smoke_check
 
 pytestmark = pytest.mark.realpart("tritonserver")

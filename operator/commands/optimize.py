@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
+from modeldeploy.credentials import redact
 from modeldeploy.optimizer.errors import OptimizerInputError
 from modeldeploy.optimizer.options import (
     CompilePrecision,
@@ -158,12 +159,13 @@ def _handle(args: argparse.Namespace) -> int:
         )
         result = pipeline.optimize(request)
     except OptimizerInputError as error:
-        print(f"modeldeploy optimize: error: {error}", file=sys.stderr)
-        _write_message(args.termination_message, error_summary(str(error)))
+        print(redact(f"modeldeploy optimize: error: {error}"), file=sys.stderr)
+        _write_message(args.termination_message, error_summary(redact(str(error))))
         return EXIT_BAD_INPUT
     except Exception as error:
-        print(f"modeldeploy optimize: failed: {type(error).__name__}: {error}", file=sys.stderr)
-        _write_message(args.termination_message, error_summary(f"{type(error).__name__}: {error}"))
+        failure = redact(f"{type(error).__name__}: {error}")
+        print(f"modeldeploy optimize: failed: {failure}", file=sys.stderr)
+        _write_message(args.termination_message, error_summary(failure))
         return EXIT_FAILURE
     message = result.summary()
     _write_message(args.termination_message, message)

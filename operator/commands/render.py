@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+from modeldeploy.commands.run import DefaultsError, add_default_flags, spec_defaults
+from modeldeploy.defaults import SpecDefaults
+
 REVISION_PATTERN = r"[a-z0-9]{1,10}"
 
 
@@ -38,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="REV",
         help="revision name to render (1-10 lowercase letters/digits); default: computed from the spec",
     )
+    # The same operator-wide defaults as `modeldeploy run` (what the chart passes it), to preview a cluster's.
+    add_default_flags(parser)
     parser.set_defaults(handler=_handle)
 
 
@@ -65,7 +70,7 @@ def _printable(name: str) -> str:
 
 
 def _render_document(
-    filename: str, index: int, document: Any, revision: str | None
+    filename: str, index: int, document: Any, revision: str | None, defaults: SpecDefaults
 ) -> tuple[list[dict[str, Any]], list[str]]:
     # pydantic and jinja2 load only when rendering, so `modeldeploy --help` stays fast.
     from modeldeploy.rendering import API_VERSION, KIND, Owner, RenderPlan, render_all  # noqa: PLC0415
@@ -94,7 +99,7 @@ def _render_document(
     if "spec" not in document:
         return [], [*problems, f"{label}: spec: required"]
     try:
-        spec = parse_spec(document["spec"])
+        spec = parse_spec(document["spec"], defaults)
     except SpecError as error:
         problems += [f"{label}: {problem}" for problem in error.problems]
     if problems:
@@ -111,6 +116,11 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"--revision: must be 1-10 lowercase letters or digits, got {args.revision!r}", file=sys.stderr)
         return 2
     try:
+        defaults = spec_defaults(args)
+    except DefaultsError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    try:
         text = _read(filename)
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
@@ -121,7 +131,7 @@ def _handle(args: argparse.Namespace) -> int:
         problems = [f"{filename}: no ModelDeployment found"]
     objects: list[dict[str, Any]] = []
     for index, document in enumerate(documents, start=1):
-        rendered, found = _render_document(filename, index, document, args.revision)
+        rendered, found = _render_document(filename, index, document, args.revision, defaults)
         objects += rendered
         problems += found
     if problems:

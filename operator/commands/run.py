@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 import time
 from typing import Any
+
+from modeldeploy.credentials import has_userinfo, install_log_redaction
+from modeldeploy.defaults import BUILTIN, PrometheusAuthRef, SpecDefaults
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -43,7 +48,95 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--metrics-port", type=int, default=9090, help="Prometheus metrics at :PORT/metrics (0: off)"
     )
+    add_default_flags(parser)
     parser.set_defaults(handler=_handle)
+
+
+def add_default_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = parser.add_argument_group(
+        "defaults for every ModelDeployment (a field set in the object wins; the Helm chart sets these)"
+    )
+    defaults.add_argument("--optimizer-image", default=BUILTIN.optimizer_image, metavar="IMAGE")
+    defaults.add_argument(
+        "--optimizer-tensorrt-image",
+        default=BUILTIN.optimizer_tensorrt_image,
+        metavar="IMAGE",
+        help="optimizer image for compile target tensorrt (built with TensorRT)",
+    )
+    defaults.add_argument("--triton-image", default=BUILTIN.triton_image, metavar="IMAGE")
+    defaults.add_argument(
+        "--accelerator",
+        choices=["gpu", "cpu"],
+        default=BUILTIN.accelerator,
+        help="gpu: Jobs and Triton ask for nvidia.com/gpu; cpu: no GPU anywhere (kind, CI, CPU clusters)",
+    )
+    defaults.add_argument("--prometheus-url", default=BUILTIN.prometheus_url, metavar="URL")
+    defaults.add_argument(
+        "--prometheus-auth-secret",
+        metavar="NAMESPACE/NAME",
+        help="Secret with Prometheus credentials (token, or username and password; optional ca.crt), "
+        "sent only to --prometheus-url",
+    )
+    defaults.add_argument(
+        "--prometheus-auth-type", choices=["bearerToken", "basicAuth", "none"], default="bearerToken"
+    )
+    defaults.add_argument(
+        "--pod-monitor-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label on every PodMonitor, e.g. release=kube-prometheus-stack (repeatable)",
+    )
+
+
+class DefaultsError(ValueError):
+    """A `modeldeploy run` default flag is invalid; the message names the flag."""
+
+
+def _check(value: str, pattern: str, flag: str, what: str, max_length: int = 2048) -> str:
+    if len(value) > max_length or re.fullmatch(pattern, value) is None:
+        raise DefaultsError(f"{flag}: must be {what}, got {value!r:.100}")
+    return value
+
+
+def spec_defaults(args: argparse.Namespace) -> SpecDefaults:
+    """The operator-wide defaults from the flags, checked as strictly as the CRD checks the fields."""
+    from modeldeploy.spec import (  # noqa: PLC0415  (pydantic: only when the operator starts)
+        DNS1123_LABEL,
+        DNS1123_SUBDOMAIN,
+        HTTP_URL,
+        IMAGE,
+        LABEL_KEY,
+        LABEL_VALUE,
+    )
+
+    url = _check(args.prometheus_url, HTTP_URL, "--prometheus-url", "an http:// or https:// URL")
+    if has_userinfo(url):
+        raise DefaultsError("--prometheus-url: must not contain credentials: use --prometheus-auth-secret")
+    auth = None
+    if args.prometheus_auth_secret:
+        namespace, _, name = args.prometheus_auth_secret.partition("/")
+        _check(namespace, DNS1123_LABEL, "--prometheus-auth-secret", "NAMESPACE/NAME", 63)
+        _check(name, DNS1123_SUBDOMAIN, "--prometheus-auth-secret", "NAMESPACE/NAME", 253)
+        auth = PrometheusAuthRef(namespace, name, args.prometheus_auth_type)
+    labels: dict[str, str] = {}
+    for item in args.pod_monitor_label:
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise DefaultsError(f"--pod-monitor-label: must be KEY=VALUE, got {item!r:.100}")
+        _check(key, LABEL_KEY, "--pod-monitor-label", "a label key", 316)
+        labels[key] = _check(value, LABEL_VALUE, "--pod-monitor-label", "a label value", 63)
+    return SpecDefaults(
+        optimizer_image=_check(args.optimizer_image, IMAGE, "--optimizer-image", "an image reference", 512),
+        optimizer_tensorrt_image=_check(
+            args.optimizer_tensorrt_image, IMAGE, "--optimizer-tensorrt-image", "an image reference", 512
+        ),
+        triton_image=_check(args.triton_image, IMAGE, "--triton-image", "an image reference", 512),
+        accelerator=args.accelerator,
+        prometheus_url=url,
+        prometheus_auth=auth,
+        pod_monitor_labels=labels,
+    )
 
 
 # Above any nanosecond timestamp until the year 2096, below 2**63 (kopf stores the priority as a JSON int64).
@@ -74,6 +167,11 @@ def needs_scanning(namespaces: list[str]) -> bool:
 
 def _handle(args: argparse.Namespace) -> int:
     started_ns = time.time_ns()  # before the slow imports: as close to the process start as it gets
+    try:
+        defaults = spec_defaults(args)
+    except DefaultsError as error:
+        print(f"modeldeploy run: {error}", file=sys.stderr)
+        return 2
     import asyncio  # noqa: PLC0415
 
     import kopf  # noqa: PLC0415
@@ -82,9 +180,10 @@ def _handle(args: argparse.Namespace) -> int:
 
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    install_log_redaction()  # after kopf's handlers exist: URL credentials never reach a log line
     settings = kopf.OperatorSettings()  # `handlers.configure` completes it at startup
     settings.scanning.disabled = not needs_scanning(args.namespace)
-    memo = kopf.Memo(metrics_port=args.metrics_port or None)
+    memo = kopf.Memo(metrics_port=args.metrics_port or None, defaults=defaults)
     priority: int | None = args.priority
     if priority is None and not args.standalone:
         priority = start_time_priority(started_ns)

@@ -51,5 +51,12 @@ app.kubernetes.io/part-of: modeldeploy
 {{- end }}
 
 {{- define "modeldeploy.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repository := default (printf "%s/operator" .Values.imageRegistry) .Values.image.repository }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The optimization Jobs' default image, passed to the operator (not a CRD default). */}}
+{{- define "modeldeploy.optimizerImage" -}}
+{{- $repository := default (printf "%s/optimizer" .Values.imageRegistry) .Values.optimizer.image.repository }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.optimizer.image.tag) }}
 {{- end }}
