@@ -132,10 +132,19 @@ async def test_new_revision_goes_through_the_canary_steps_and_is_promoted(world:
         assert reasons.count("Promoted") == 1
         assert reasons.count("CanaryStarting") == 1
         assert reasons.count("CanaryStepPassed") == 1
-        samples = op.runtime.metrics.registry.get_sample_value(
-            "modeldeploy_rollouts_total", {"outcome": "promoted"}
+        # The counter moves after the Event is posted: wait for it, then it must be exactly one.
+        await eventually(
+            lambda: op.runtime.metrics.registry.get_sample_value(
+                "modeldeploy_rollouts_total", {"outcome": "promoted"}
+            ),
+            "the promoted rollout counted",
         )
-        assert samples == 1.0
+        assert (
+            op.runtime.metrics.registry.get_sample_value(
+                "modeldeploy_rollouts_total", {"outcome": "promoted"}
+            )
+            == 1.0
+        )
 
 
 async def test_failing_canary_is_rolled_back_and_not_retried(world: World) -> None:
