@@ -39,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--delay-ms", type=float, default=60.0, help="revision 3's injected delay (default 60)"
     )
+    parser.add_argument(
+        "--failure-threshold", type=int, default=2, help="failed analyses before a rollback (default 2)"
+    )
+    parser.add_argument(
+        "--until",
+        choices=("ready", "promoted", "rollback"),
+        default="rollback",
+        help="end the story after revision 1 is Ready, revision 2 promoted, or revision 3 rolled back",
+    )
     parser.add_argument("--result", type=Path, help="also write the outcome as JSON here (tests)")
     parser.set_defaults(handler=_handle)
 
@@ -53,6 +62,7 @@ def _stop_on_sigterm(_signum: int, _frame: object) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from modeldeploy.cluster.binaries import BinariesMissingError  # noqa: PLC0415
+    from modeldeploy.cluster.rest import ApiError  # noqa: PLC0415
     from modeldeploy.sandbox.stack import Stack, wait_gone  # noqa: PLC0415
     from modeldeploy.sandbox.story import NAMESPACE, Story, StoryError, StoryOptions  # noqa: PLC0415
     from modeldeploy.sandbox.tritonserver import TritonMissingError  # noqa: PLC0415
@@ -62,6 +72,8 @@ def _handle(args: argparse.Namespace) -> int:
         steps=tuple(int(step) for step in args.steps.split(",")),
         rate_per_s=args.rate,
         delay_ms=args.delay_ms,
+        failure_threshold=args.failure_threshold,
+        until=args.until,
     )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started = time.monotonic()
@@ -84,7 +96,7 @@ def _handle(args: argparse.Namespace) -> int:
             _keep(stack)
     except (BinariesMissingError, TritonMissingError) as error:
         print(f"modeldeploy sandbox: a real part is missing: {error}", file=sys.stderr)
-    except StoryError as error:
+    except (StoryError, ApiError, RuntimeError, TimeoutError) as error:
         print(f"modeldeploy sandbox: {error}\n{stack.logs()}", file=sys.stderr)
     except KeyboardInterrupt:
         _say("interrupted")

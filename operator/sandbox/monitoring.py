@@ -12,6 +12,7 @@ github.com/prometheus/prometheus from its Go module (kubernetes discovery only),
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from modeldeploy.cluster.processes import ServerProcess, free_port, http_ok, lau
 from modeldeploy.cluster.rest import Credentials
 
 SCRAPE_INTERVAL = "2s"
+BINARY_ENV = "MODELDEPLOY_PROMETHEUS_BIN"  # a prometheus built elsewhere (it needs Kubernetes discovery)
 LOOPBACK_RELABELING = {
     "action": "replace",
     "source_labels": ["__address__"],
@@ -91,6 +93,9 @@ def scrape_config(pod_monitor: Mapping[str, Any], credentials: Credentials) -> d
 
 def ensure_prometheus(progress: Callable[[str], None]) -> Path:
     """A prometheus binary with Kubernetes discovery, built from its Go module on first use."""
+    override = os.environ.get(BINARY_ENV)
+    if override:
+        return Path(override)
     source = source_folder()
     build = source.parent / "prometheus" / "build.sh" if source is not None else None
     if build is None or not build.is_file():

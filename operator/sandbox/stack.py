@@ -128,17 +128,18 @@ class Stack:
         return "\n".join(parts)
 
     def stop(self) -> None:
-        """Stop everything, the pods' processes first; each step runs even if one before it failed."""
+        """Stop everything, each step even if one before it failed: servers are signalled together and
+        then waited for; the API server goes before the agent, which ends the agent's watch at once."""
         steps: list[Callable[[], None]] = []
-        if self.agent is not None:
-            steps.append(self.agent.stop)
+        servers = [process for process in (self.operator, self.prometheus) if process is not None]
+        steps += [process.signal_stop for process in servers]
         if self.pods is not None:
             steps.append(self.pods.stop_all)
-        for process in (self.operator, self.prometheus):
-            if process is not None:
-                steps.append(process.stop)
         if self.plane is not None:
             steps.append(self.plane.stop)
+        if self.agent is not None:
+            steps.append(self.agent.stop)
+        steps += [process.wait_stopped for process in servers]
         for step in steps:
             with contextlib.suppress(Exception):
                 step()

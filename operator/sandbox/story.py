@@ -41,6 +41,8 @@ class StoryOptions:
     delay_ms: float = 60.0
     max_latency_ratio: float = 2.0
     min_requests: int = 20
+    failure_threshold: int = 2
+    until: str = "rollback"  # or "ready" (revision 1 only), "promoted" (revisions 1 and 2)
     phase_timeout_s: float = 240.0
 
 
@@ -87,7 +89,7 @@ def manifest(options: StoryOptions, quantization: str, extra_args: list[str]) ->
                     "maxErrorRate": 0.01,
                     "maxLatencyRatio": options.max_latency_ratio,
                     "minRequests": options.min_requests,
-                    "failureThreshold": 2,
+                    "failureThreshold": options.failure_threshold,
                 },
             },
             "monitoring": {"prometheusUrl": "http://127.0.0.1:9090"},
@@ -111,10 +113,12 @@ class Story:
         model.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(classifier_model(), model)
         self.say(f"model: PP-OCR text-direction classifier (rapidocr-onnxruntime), {model.stat().st_size} B")
-        first = Revision(1, "served as it is (quantization: none)")
+        first = Revision(1, "no quantization (quantization: none)")
         self._apply(manifest(self.options, "none", []), first, create=True)
         self._follow(first, lambda s: s.get("phase") == "Ready" and bool(s.get("stableRevision")))
         first.outcome, first.reason = "stable", "first revision: Ready once its Triton pods were"
+        if self.options.until == "ready":
+            return [self._row(first, "")]
         pod_monitor = self.stack.get(
             f"/apis/monitoring.coreos.com/v1/namespaces/{NAMESPACE}/podmonitors/{NAME}"
         )
@@ -136,6 +140,8 @@ class Story:
         self._apply(manifest(self.options, "int8-dynamic", []), second)
         self._follow(second, lambda s: s.get("stableRevision") == second.name or _rolled_back(s, second.name))
         second.outcome = "promoted" if self._status.get("stableRevision") == second.name else "rolled back"
+        if self.options.until == "promoted":
+            return self._finish([first, second], url)
 
         third = Revision(3, f"slow on purpose: adapter delay {self.options.delay_ms:g} ms")
         self.say(
@@ -147,9 +153,13 @@ class Story:
         self._follow(third, lambda s: s.get("stableRevision") == third.name or _rolled_back(s, third.name))
         third.outcome = "promoted" if self._status.get("stableRevision") == third.name else "rolled back"
         third.reason = (self._status.get("lastRollback") or {}).get("reason", "")
+        return self._finish([first, second, third], url)
+
+    def _finish(self, revisions: list[Revision], url: str) -> list[SummaryRow]:
+        assert self.load is not None
         self.load.stop()
         time.sleep(3)  # one more scrape after the last request
-        return [self._row(revision, url) for revision in (first, second, third)]
+        return [self._row(revision, url) for revision in revisions]
 
     def _apply(self, body: dict[str, Any], revision: Revision, *, create: bool = False) -> None:
         plane = self.stack.plane
