@@ -124,13 +124,13 @@ def write_config(path: Path, scrape_configs: list[dict[str, Any]]) -> None:
 
 
 def start_prometheus(
-    binary: Path, workdir: Path, scrape_configs: list[dict[str, Any]]
+    binary: Path, workdir: Path, scrape_configs: list[dict[str, Any]], port: int | None = None
 ) -> tuple[ServerProcess, str]:
-    """Start Prometheus on a free port; returns it and its URL once /-/ready answers."""
+    """Start Prometheus on `port` (default: a free one); returns it and its URL once /-/ready answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
     write_config(config, scrape_configs)
-    port = free_port()
+    port = port or free_port()
     process = launch(
         "prometheus",
         [

@@ -19,7 +19,7 @@ import yaml
 from modeldeploy.cluster.binaries import ensure_binaries, source_folder
 from modeldeploy.cluster.controlplane import ControlPlane, start_control_plane, wait_for
 from modeldeploy.cluster.node_agent import NodeAgent
-from modeldeploy.cluster.processes import ServerProcess, launch
+from modeldeploy.cluster.processes import ServerProcess, free_port, launch
 from modeldeploy.cluster.rest import ApiError
 from modeldeploy.cluster.thirdparty import third_party_crds
 from modeldeploy.sandbox import monitoring
@@ -41,6 +41,7 @@ class Stack:
     prometheus: ServerProcess | None = None
     prometheus_url: str = ""
     prometheus_binary: Path | None = None
+    prometheus_port: int = field(default_factory=free_port)  # chosen first: the ModelDeployments name it
     started_pids: list[int] = field(default_factory=list)
 
     @property
@@ -106,7 +107,7 @@ class Stack:
         assert self.plane is not None and self.prometheus_binary is not None
         config = monitoring.scrape_config(pod_monitor, self.plane.credentials)
         self.prometheus, self.prometheus_url = monitoring.start_prometheus(
-            self.prometheus_binary, self.workdir / "prometheus", [config]
+            self.prometheus_binary, self.workdir / "prometheus", [config], self.prometheus_port
         )
         self.started_pids.append(self.prometheus.process.pid)
         return self.prometheus_url

@@ -63,7 +63,12 @@ def classifier_model() -> Path:
     return Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
 
 
-def manifest(options: StoryOptions, quantization: str, extra_args: list[str]) -> dict[str, Any]:
+def manifest(
+    options: StoryOptions,
+    quantization: str,
+    extra_args: list[str],
+    prometheus_url: str = "http://127.0.0.1:9090",
+) -> dict[str, Any]:
     small = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
@@ -92,7 +97,7 @@ def manifest(options: StoryOptions, quantization: str, extra_args: list[str]) ->
                     "failureThreshold": options.failure_threshold,
                 },
             },
-            "monitoring": {"prometheusUrl": "http://127.0.0.1:9090"},
+            "monitoring": {"prometheusUrl": prometheus_url},
         },
     }
 
@@ -114,7 +119,7 @@ class Story:
         shutil.copyfile(classifier_model(), model)
         self.say(f"model: PP-OCR text-direction classifier (rapidocr-onnxruntime), {model.stat().st_size} B")
         first = Revision(1, "no quantization (quantization: none)")
-        self._apply(manifest(self.options, "none", []), first, create=True)
+        self._apply(manifest(self.options, "none", [], self._prometheus_url), first, create=True)
         self._follow(first, lambda s: s.get("phase") == "Ready" and bool(s.get("stableRevision")))
         first.outcome, first.reason = "stable", "first revision: Ready once its Triton pods were"
         if self.options.until == "ready":
@@ -137,7 +142,7 @@ class Story:
         )
 
         second = Revision(2, "dynamic int8 (quantization: int8-dynamic)")
-        self._apply(manifest(self.options, "int8-dynamic", []), second)
+        self._apply(manifest(self.options, "int8-dynamic", [], self._prometheus_url), second)
         self._follow(second, lambda s: s.get("stableRevision") == second.name or _rolled_back(s, second.name))
         second.outcome = "promoted" if self._status.get("stableRevision") == second.name else "rolled back"
         if self.options.until == "promoted":
@@ -149,7 +154,7 @@ class Story:
             " (serving.extraArgs --sandbox-delay-ms): a slow canary on purpose"
         )
         extra = [f"--sandbox-delay-ms={self.options.delay_ms:g}"]
-        self._apply(manifest(self.options, "int8-dynamic", extra), third)
+        self._apply(manifest(self.options, "int8-dynamic", extra, self._prometheus_url), third)
         self._follow(third, lambda s: s.get("stableRevision") == third.name or _rolled_back(s, third.name))
         third.outcome = "promoted" if self._status.get("stableRevision") == third.name else "rolled back"
         third.reason = (self._status.get("lastRollback") or {}).get("reason", "")
@@ -160,6 +165,10 @@ class Story:
         self.load.stop()
         time.sleep(3)  # one more scrape after the last request
         return [self._row(revision, url) for revision in revisions]
+
+    @property
+    def _prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.prometheus_port}"
 
     def _apply(self, body: dict[str, Any], revision: Revision, *, create: bool = False) -> None:
         plane = self.stack.plane
