@@ -96,10 +96,13 @@ def test_the_story_promotes_on_passing_analyses_and_rolls_back_the_slow_revision
         assert row["scraped"] is not None
         assert row["scraped"] > 0
         assert abs((row["sent"] - row["failed"]) - row["scraped"]) <= max(3, 0.02 * row["sent"]), row
+    assert sorted(result["reportJson"]) == ["1", "2", "3"]
     for number, report in result["reportJson"].items():
         status = revisions[int(number)]["optimization"]
         assert report["chosen"] == status["chosen"]
-        assert report["after"]["sizeBytes"] == status["after"]["sizeBytes"]
+        assert report["after"]["size_bytes"] == status["after"]["sizeBytes"]
+        assert report["baseline"]["latency_ms_p50"] == status["before"]["latencyMs"]
+    assert "DIFFERS" not in output
     assert_nothing_left(result)
 
     # A second run after the first: a fresh cluster, the same ports free again, revision 1 Ready.

@@ -12,31 +12,32 @@ import pytest
 
 from modeldeploy.cluster.rest import Credentials
 from modeldeploy.rendering import Owner, render_pod_monitor
+from modeldeploy.revision import compute_revision
 from modeldeploy.sandbox.load import Endpoint, ready_endpoints
 from modeldeploy.sandbox.monitoring import scrape_config
-from modeldeploy.sandbox.pods import local_path, loopback_address, pod_mounts, sandbox_delay_ms
-from modeldeploy.sandbox.story import StoryOptions, manifest
+from modeldeploy.sandbox.pods import local_path, loopback_address, pod_mounts
+from modeldeploy.sandbox.story import MODEL_V3_PATH, StoryOptions, manifest
 from modeldeploy.sandbox.view import SummaryRow, changes, summary_table
 from modeldeploy.spec import parse_spec
 
 CREDENTIALS = Credentials("https://127.0.0.1:6443", Path("/ca.crt"), Path("/a.crt"), Path("/a.key"))
 
 
-def test_the_story_manifests_are_valid_modeldeployments_with_short_rollouts() -> None:
+def test_the_story_manifests_are_three_revisions_with_short_rollouts() -> None:
     options = StoryOptions()
-    for quantization, extra in (
-        ("none", []),
-        ("int8-dynamic", []),
-        ("int8-dynamic", ["--sandbox-delay-ms=60"]),
-    ):
-        spec = parse_spec(manifest(options, quantization, extra)["spec"])
+    specs = [
+        parse_spec(manifest(options, "none")["spec"]),
+        parse_spec(manifest(options, "int8-dynamic")["spec"]),
+        parse_spec(manifest(options, "int8-dynamic", MODEL_V3_PATH)["spec"]),
+    ]
+    assert len({compute_revision(spec) for spec in specs}) == 3
+    for spec in specs:
         assert spec.rollout.interval.total_seconds() == 10
         assert list(spec.rollout.steps) == [25, 50]
-        assert spec.serving.extra_args == extra
 
 
 def test_scrape_config_keeps_what_the_pod_monitor_selects_and_applies_its_relabelings() -> None:
-    spec = parse_spec(manifest(StoryOptions(), "none", [])["spec"])
+    spec = parse_spec(manifest(StoryOptions(), "none")["spec"])
     pod_monitor = render_pod_monitor(Owner("ocr", "sandbox"), spec)
     assert pod_monitor is not None
     pod_monitor["metadata"]["namespace"] = "sandbox"
@@ -67,12 +68,6 @@ def test_scrape_config_keeps_what_the_pod_monitor_selects_and_applies_its_relabe
 )
 def test_a_pod_listens_on_the_loopback_twin_of_its_ip(pod_ip: str, address: str) -> None:
     assert loopback_address(pod_ip) == address
-
-
-def test_the_delay_flag_is_taken_out_of_tritons_arguments() -> None:
-    args = ["--model-repository=/models", "--sandbox-delay-ms=60", "--strict-readiness=true"]
-    assert sandbox_delay_ms(args) == (60.0, ["--model-repository=/models", "--strict-readiness=true"])
-    assert sandbox_delay_ms(["--http-port=8000"]) == (0.0, ["--http-port=8000"])
 
 
 def test_volumes_become_folders_claims_below_the_pvc_root(tmp_path: Path) -> None:

@@ -120,12 +120,14 @@ def _check_reports(result: dict[str, Any]) -> None:
         status = revision["optimization"]
         if report is None or not status:
             continue
-        size = (report.get("after") or {}).get("sizeBytes")
-        agrees = report.get("chosen") == status.get("chosen") and size == (status.get("after") or {}).get(
-            "sizeBytes"
+        agrees = report.get("chosen") == status.get("chosen") and all(
+            (report.get(section) or {}).get("size_bytes") == (status.get(key) or {}).get("sizeBytes")
+            and (report.get(section) or {}).get("latency_ms_p50") == (status.get(key) or {}).get("latencyMs")
+            for section, key in (("baseline", "before"), ("after", "after"))
         )
         verdict = "agrees with" if agrees else "DIFFERS from"
-        _say(f"report.json of revision {revision['number']} {verdict} status.optimization (chosen, size)")
+        what = "chosen, size and p50 before/after"
+        _say(f"report.json of revision {revision['number']} {verdict} status.optimization ({what})")
 
 
 def _keep(stack: Any) -> None:

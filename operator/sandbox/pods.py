@@ -9,9 +9,8 @@ the pod with IP 10.A.B.C listens on 127.A.B.C, which on Linux is loopback too (`
 
 The one substitution: the pytriton build of tritonserver has only the python backend, so each ONNX model of
 the revision's repository is served through `modeldeploy.sandbox.triton_onnx_adapter` (ONNX Runtime inside
-a python-backend model, the same config.pbtxt). `--sandbox-delay-ms=N` in a revision's
-`serving.extraArgs` is addressed to that adapter (every answer N ms later: a slow revision on purpose) and
-taken out of the arguments before Triton starts.
+a python-backend model, the same config.pbtxt). `LocalPods.slow(revision, ms)` asks that adapter to answer
+every request of that revision's pods `ms` later: a slow revision on purpose.
 """
 
 from __future__ import annotations
@@ -21,12 +20,13 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modeldeploy.cluster.node_agent import (
+    REVISION_LABEL,
     StatusReport,
     Termination,
     is_job_pod,
@@ -40,24 +40,12 @@ from modeldeploy.sandbox.tritonserver import TritonDistribution
 
 logger = logging.getLogger(__name__)
 
-DELAY_FLAG = "--sandbox-delay-ms="
 MESSAGE_LIMIT = 4096  # a kubelet keeps at most 4096 bytes of a termination message
 
 
 def loopback_address(pod_ip: str) -> str:
     """10.A.B.C → 127.A.B.C: where the sandbox's process for that pod listens."""
     return "127." + pod_ip.split(".", 1)[1]
-
-
-def sandbox_delay_ms(args: Sequence[str]) -> tuple[float, list[str]]:
-    """The delay asked of the serving adapter, and the arguments without that flag."""
-    delay, rest = 0.0, []
-    for arg in args:
-        if arg.startswith(DELAY_FLAG):
-            delay = float(arg.removeprefix(DELAY_FLAG))
-        else:
-            rest.append(arg)
-    return delay, rest
 
 
 Mounts = list[tuple[str, Path]]
@@ -103,6 +91,11 @@ class LocalPods:
         self._lock = threading.Lock()
         self._closed = False
         self.launched: list[int] = []  # every process ever started, for checks that none is left
+        self.delays: dict[str, float] = {}  # revision → ms the adapter waits before each answer
+
+    def slow(self, revision: str, delay_ms: float) -> None:
+        """Pods of `revision` started from now on answer every request `delay_ms` later."""
+        self.delays[revision] = delay_ms
 
     # --- LivePolicy -----------------------------------------------------------------------------------
     def start(self, pod: Mapping[str, Any], ip: str, report: StatusReport) -> dict[str, Any]:
@@ -115,7 +108,9 @@ class LocalPods:
             if is_job_pod(pod):
                 process, watch = self._start_job(pod_dir, container, mounts), self._watch_job
             else:
-                process, watch = self._start_triton(pod_dir, container, mounts, ip), self._watch_triton
+                delay_ms = self.delays.get(meta.get("labels", {}).get(REVISION_LABEL, ""), 0.0)
+                process = self._start_triton(pod_dir, container, mounts, ip, delay_ms)
+                watch = self._watch_triton
         except Exception as error:  # the container could not start: the pod fails, as with a bad image
             logger.warning("sandbox pod %s did not start: %s", meta["name"], error)
             return terminated_status(pod, ip, Termination(128, f"sandbox could not start it: {error}"))
@@ -181,9 +176,9 @@ class LocalPods:
 
     # --- Triton -----------------------------------------------------------------------------------------
     def _start_triton(
-        self, pod_dir: Path, container: Mapping[str, Any], mounts: Mounts, ip: str
+        self, pod_dir: Path, container: Mapping[str, Any], mounts: Mounts, ip: str, delay_ms: float
     ) -> ServerProcess:
-        delay_ms, args = sandbox_delay_ms(container.get("args") or ())
+        args = container.get("args") or ()
         address = loopback_address(ip)
         served = pod_dir / "models"
         rendered: list[str] = []

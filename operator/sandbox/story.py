@@ -1,8 +1,10 @@
 """The sandbox's story on a real model (PP-OCR's text-direction classifier, shipped by PyPI
-rapidocr-onnxruntime): revision 1 (served as it is) is optimized and goes Ready; revision 2 (dynamic int8)
-runs through the canary steps and is promoted on the analysis figures; revision 3 asks the serving adapter
-for an injected delay and is rolled back with the analysis' reason. The rollout settings here are short on
-purpose (10 s steps); the defaults of the API are untouched."""
+rapidocr-onnxruntime): revision 1 (no quantization) is optimized and goes Ready; revision 2 (dynamic int8)
+runs through the canary steps and is promoted on the analysis figures; revision 3 (a new upload of the same
+model) is served with a delay the sandbox injects in its serving adapter, on purpose, and is rolled back
+with the analysis' reason. (The delay is keyed by revision, not by `serving` fields: the operator renders
+the stable Deployment from the current spec's `serving` too, so a serving-side marker would slow both.)
+The rollout settings here are short on purpose (10 s steps); the defaults of the API are untouched."""
 
 from __future__ import annotations
 
@@ -15,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.prometheus import query_number
+from modeldeploy.revision import compute_revision
 from modeldeploy.sandbox.load import LoadGenerator
 from modeldeploy.sandbox.stack import Say, Stack
 from modeldeploy.sandbox.view import SummaryRow, changes, summary_table
+from modeldeploy.spec import parse_spec
 
 NAMESPACE = "sandbox"
 NAME = "ocr"
 MODEL = "ocr_cls"
 CLAIM = "model-store"
 MODEL_PATH = "uploads/ocr-cls.onnx"
+MODEL_V3_PATH = "uploads/ocr-cls-v3.onnx"  # revision 3: the same bytes uploaded again (a new revision)
 INPUT_SHAPE = (1, 3, 48, 192)  # the classifier's own input size (PP-OCR crops text lines to 48x192)
 MD_PATH = f"/apis/modeldeploy.io/v1alpha1/namespaces/{NAMESPACE}/modeldeployments/{NAME}"
 
@@ -38,7 +43,7 @@ class StoryOptions:
     steps: tuple[int, ...] = (25, 50)
     replicas: int = 2
     rate_per_s: float = 25.0
-    delay_ms: float = 60.0
+    delay_ms: float = 150.0
     max_latency_ratio: float = 2.0
     min_requests: int = 20
     failure_threshold: int = 2
@@ -66,7 +71,7 @@ def classifier_model() -> Path:
 def manifest(
     options: StoryOptions,
     quantization: str,
-    extra_args: list[str],
+    model_path: str = MODEL_PATH,
     prometheus_url: str = "http://127.0.0.1:9090",
 ) -> dict[str, Any]:
     small = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -75,7 +80,7 @@ def manifest(
         "kind": "ModelDeployment",
         "metadata": {"name": NAME, "namespace": NAMESPACE},
         "spec": {
-            "model": {"name": MODEL, "uri": f"pvc://{CLAIM}/{MODEL_PATH}"},
+            "model": {"name": MODEL, "uri": f"pvc://{CLAIM}/{model_path}"},
             "optimization": {"quantization": quantization, "resources": small, "tolerations": []},
             "serving": {
                 "replicas": options.replicas,
@@ -83,7 +88,6 @@ def manifest(
                 "instanceGroup": {"kind": "cpu", "count": 1},
                 "resources": small,
                 "tolerations": [],
-                "extraArgs": extra_args,
             },
             "storage": {"uri": f"pvc://{CLAIM}/repositories"},
             "rollout": {
@@ -117,9 +121,10 @@ class Story:
         model = self.stack.pvc_root / CLAIM / MODEL_PATH
         model.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(classifier_model(), model)
+        shutil.copyfile(classifier_model(), self.stack.pvc_root / CLAIM / MODEL_V3_PATH)
         self.say(f"model: PP-OCR text-direction classifier (rapidocr-onnxruntime), {model.stat().st_size} B")
         first = Revision(1, "no quantization (quantization: none)")
-        self._apply(manifest(self.options, "none", [], self._prometheus_url), first, create=True)
+        self._apply(manifest(self.options, "none", prometheus_url=self._prometheus_url), first, create=True)
         self._follow(first, lambda s: s.get("phase") == "Ready" and bool(s.get("stableRevision")))
         first.outcome, first.reason = "stable", "first revision: Ready once its Triton pods were"
         if self.options.until == "ready":
@@ -142,19 +147,22 @@ class Story:
         )
 
         second = Revision(2, "dynamic int8 (quantization: int8-dynamic)")
-        self._apply(manifest(self.options, "int8-dynamic", [], self._prometheus_url), second)
+        self._apply(manifest(self.options, "int8-dynamic", prometheus_url=self._prometheus_url), second)
         self._follow(second, lambda s: s.get("stableRevision") == second.name or _rolled_back(s, second.name))
         second.outcome = "promoted" if self._status.get("stableRevision") == second.name else "rolled back"
         if self.options.until == "promoted":
             return self._finish([first, second], url)
 
-        third = Revision(3, f"slow on purpose: adapter delay {self.options.delay_ms:g} ms")
+        third = Revision(3, f"new upload of the model, slowed {self.options.delay_ms:g} ms on purpose")
+        body = manifest(self.options, "int8-dynamic", MODEL_V3_PATH, self._prometheus_url)
+        slow = compute_revision(parse_spec(body["spec"]))
+        assert self.stack.pods is not None
+        self.stack.pods.slow(slow, self.options.delay_ms)
         self.say(
-            f"revision 3 asks the sandbox's serving adapter for {self.options.delay_ms:g} ms per answer"
-            " (serving.extraArgs --sandbox-delay-ms): a slow canary on purpose"
+            f"revision 3 ({slow}) is made slow on purpose: the sandbox's serving adapter answers each of its"
+            f" requests {self.options.delay_ms:g} ms later"
         )
-        extra = [f"--sandbox-delay-ms={self.options.delay_ms:g}"]
-        self._apply(manifest(self.options, "int8-dynamic", extra, self._prometheus_url), third)
+        self._apply(body, third)
         self._follow(third, lambda s: s.get("stableRevision") == third.name or _rolled_back(s, third.name))
         third.outcome = "promoted" if self._status.get("stableRevision") == third.name else "rolled back"
         third.reason = (self._status.get("lastRollback") or {}).get("reason", "")

@@ -63,7 +63,9 @@ def changes(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]
         lines.append(optimization_line(optimization))
     analysis = status.get("analysis") or {}
     if analysis.get("time") and analysis.get("time") != (previous.get("analysis") or {}).get("time"):
-        lines.append(verdict_line(analysis, int(status.get("canaryWeight") or 0)))
+        # The last verdict arrives with the promotion, which resets the weight: show the step it judged.
+        weight = status.get("canaryWeight") or previous.get("canaryWeight") or 0
+        lines.append(verdict_line(analysis, int(weight)))
     rollback = status.get("lastRollback") or {}
     if rollback and rollback != previous.get("lastRollback"):
         lines.append(f"ROLLBACK   rev {rollback.get('revision')}: {rollback.get('reason')}")
