@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--rate", type=float, default=25.0, help="requests per second of the load (default 25)"
     )
     parser.add_argument(
-        "--delay-ms", type=float, default=60.0, help="revision 3's injected delay (default 60)"
+        "--delay-ms", type=float, default=150.0, help="revision 3's injected delay (default 150)"
     )
     parser.add_argument(
         "--failure-threshold", type=int, default=2, help="failed analyses before a rollback (default 2)"
