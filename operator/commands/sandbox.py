@@ -144,8 +144,11 @@ def _keep(stack: Any) -> None:
         f"http://{loopback_address(addresses[0])}:8000/v2/models/{MODEL}" if addresses else "(no endpoint)"
     )
     print(f"export KUBECONFIG={stack.plane.kubeconfig}")
-    print(f"Prometheus: {stack.prometheus_url}")
+    print(f"Prometheus: {stack.prometheus_url or '(not started: the story ended before it)'}")
     print(f"Inference:  {inference}")
     print("Everything keeps running; Ctrl-C stops it.", flush=True)
-    while True:
-        time.sleep(1)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:  # the way out of --keep: the story itself went well
+        _say("Ctrl-C")
