@@ -53,9 +53,9 @@ def run_sandbox(workdir: Path, *args: str, timeout_s: float = 400) -> tuple[str,
 def assert_nothing_left(result: dict[str, Any]) -> None:
     assert result["pids"], "the sandbox reported no processes: it cannot have run the story"
     assert result["leftRunning"] == []
-    for pid in result["pids"]:
+    for pid in result["pids"]:  # each was the leader of its own process group: no process of it is left
         with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+            os.killpg(pid, 0)
 
 
 @pytest.mark.timeout(900)

@@ -154,14 +154,18 @@ def _repository_root() -> Path:
 
 
 def alive(pids: list[int]) -> list[int]:
-    """Those of `pids` that still run (zombies of ours are reaped first)."""
+    """Those of `pids` whose process group still has a process (each server was started as the leader of
+    its own group, so this covers its children too, e.g. Triton's python-backend stubs); zombies of ours
+    are reaped first."""
     running = []
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         try:
-            os.kill(pid, 0)
+            os.killpg(pid, 0)
         except ProcessLookupError:
+            continue
+        except PermissionError:  # the group id was reused by someone else's processes: not ours
             continue
         running.append(pid)
     return running
