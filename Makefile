@@ -1,4 +1,4 @@
-# The two commands of README: `make run` (the main job) and `make test` (what .ci/run runs).
+# The two commands of README: `make run` (the sandbox story) and `make test` (what .ci/run runs).
 # Both create .venv and install what they need into it; `make test` also installs Prometheus (Debian).
 SHELL := /bin/bash
 VENV ?= .venv
@@ -57,5 +57,7 @@ pytest: install system-deps controlplane
 
 test: lint typecheck pytest
 
+# The whole story on this machine (docs/sandbox.md): builds the control plane and Prometheus from Go
+# modules on first use, then optimize → Ready → canary → promote → slow canary → rollback, live.
 run: install
-	$(BIN)/modeldeploy render -f examples/cnn-int8-hpa.yaml
+	$(BIN)/modeldeploy sandbox $(SANDBOX_ARGS)

@@ -8,6 +8,7 @@ which are synchronous: they run in a worker thread so the operator's event loop 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -58,10 +59,18 @@ class Probes(Protocol):
 class TritonPrometheusProbes:
     """The real probes: a canary pod's Triton over HTTP, and Prometheus' HTTP API."""
 
-    def __init__(self, kube: Kube, timeout_s: float = 10.0, http_port: int = HTTP_PORT) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        timeout_s: float = 10.0,
+        http_port: int = HTTP_PORT,
+        address_of: Callable[[str], str] | None = None,
+    ) -> None:
         self._kube = kube
         self._timeout_s = timeout_s
         self._http_port = http_port  # Triton's HTTP port on the pod; tests run Triton on a free port
+        # Where a pod IP is reached from here: itself in a cluster; the sandbox's loopback address locally.
+        self._address_of = address_of or (lambda ip: ip)
 
     async def model_ready(self, canary: Track, model: str) -> SmokeOutcome:
         from modeldeploy import triton  # noqa: PLC0415  (tritonclient is heavy; only when a canary starts)
@@ -74,7 +83,7 @@ class TritonPrometheusProbes:
         ready = [pod for pod in pods if _pod_ready(pod) and (pod.get("status") or {}).get("podIP")]
         if not ready:
             return SmokeOutcome(ok=False, reason=f"no ready pod of revision {canary.revision} yet")
-        url = f"http://{ready[0]['status']['podIP']}:{self._http_port}"
+        url = f"http://{self._address_of(ready[0]['status']['podIP'])}:{self._http_port}"
         result = await asyncio.to_thread(triton.smoke_check, url, model, self._timeout_s)
         return SmokeOutcome(ok=result.ok, reason=result.reason)
 

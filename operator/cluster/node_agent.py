@@ -3,8 +3,8 @@ unscheduled Pod to it (there is no scheduler either) and reports pod status the 
 Running with a pod IP, containers started and Ready (or not Ready, when the policy says so), and for pods
 of a Job, the container's termination with an exit code and a termination message. Pods that are being
 deleted are removed at once, as a kubelet confirms a graceful deletion. What the pods' containers would
-compute is decided by a `PodPolicy`: scripted outcomes in tests and `make cluster`, real local processes
-in the sandbox."""
+compute is decided by a `PodPolicy` (scripted outcomes in tests and `make cluster`), or, with a
+`LivePolicy`, by real local processes that report their status changes over time (the sandbox)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from modeldeploy.cluster.rest import MERGE_PATCH, ApiError, Credentials, RestClient
 
@@ -41,6 +41,18 @@ class PodPolicy(Protocol):
 
 
 JobScript = Callable[[Mapping[str, Any]], Termination]
+StatusReport = Callable[[dict[str, Any]], None]
+
+
+@runtime_checkable
+class LivePolicy(Protocol):
+    """Pods whose containers really run: `start` returns the pod's first status and calls `report` with
+    every later one (ready, exited); `stop` ends the pod's processes before the agent confirms a deletion,
+    as a kubelet kills the containers first."""
+
+    def start(self, pod: Mapping[str, Any], ip: str, report: StatusReport) -> dict[str, Any]: ...
+
+    def stop(self, uid: str) -> None: ...
 
 
 @dataclass
@@ -144,18 +156,19 @@ class NodeAgent:
     def __init__(
         self,
         credentials: Credentials,
-        policy: PodPolicy | None = None,
+        policy: PodPolicy | LivePolicy | None = None,
         *,
         node_name: str = NODE_NAME,
         addresses: PodAddresses | None = None,
     ) -> None:
         self.client = RestClient(credentials)
-        self.policy: PodPolicy = policy or ScriptedPolicy()
+        self.policy: PodPolicy | LivePolicy = policy or ScriptedPolicy()
         self.node_name = node_name
         self.addresses = addresses or PodAddresses()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._started: set[str] = set()
+        self._terminating: set[str] = set()
 
     # --- scripting (tests) ---------------------------------------------------------------------------
     def _scripted(self) -> ScriptedPolicy:
@@ -229,7 +242,11 @@ class NodeAgent:
         meta, spec = pod["metadata"], pod["spec"]
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         try:
-            if meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp") and isinstance(self.policy, LivePolicy):
+                if meta["uid"] not in self._terminating:
+                    self._terminating.add(meta["uid"])
+                    threading.Thread(target=self._terminate, args=(pod,), daemon=True).start()
+            elif meta.get("deletionTimestamp"):
                 body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
                 self.client.request("DELETE", path, body)
             elif not spec.get("nodeName"):
@@ -245,8 +262,29 @@ class NodeAgent:
             if error.status not in (404, 409):  # gone or changed meanwhile: the next event brings it
                 raise
 
+    def _terminate(self, pod: Mapping[str, Any]) -> None:
+        """Stop the pod's processes, then confirm the deletion (in a thread: stopping takes seconds)."""
+        meta = pod["metadata"]
+        assert isinstance(self.policy, LivePolicy)
+        self.policy.stop(meta["uid"])
+        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+        with contextlib.suppress(ApiError):
+            self.client.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body)
+
+    def _report(self, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        if self._stopping.is_set():
+            return
+        try:
+            self.client.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
+        except (ApiError, OSError) as error:  # the pod is gone, or the agent is stopping
+            logger.info("node agent: status of %s not reported: %s", meta["name"], error)
+
     def status_for(self, pod: Mapping[str, Any]) -> dict[str, Any]:
         ip = self.addresses.for_pod(pod["metadata"]["uid"])
+        if isinstance(self.policy, LivePolicy):
+            return self.policy.start(pod, ip, lambda status: self._report(pod, status))
         if is_job_pod(pod):
             return terminated_status(pod, ip, self.policy.job_result(pod))
         return running_status(pod, ip, self.policy.ready(pod))
