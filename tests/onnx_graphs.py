@@ -5,6 +5,8 @@
 - `outlier_matmul`: a MatMul whose weights hold one huge outlier, sliced away afterwards: per-tensor int8
   maps every other weight to zero, so quantizing it destroys the output (the gate must reject it).
 - `weightless`: only element-wise ops, so there is nothing to prune (the pruning step raises).
+- `masked_encoder`: token ids and an attention mask (integer inputs with roles), like a sentence encoder.
+- `batch_mixing`: a dynamic first dimension that is not a batch (items change each other's outputs).
 """
 
 from __future__ import annotations
@@ -184,3 +186,54 @@ def embedding_bag(path: Path, vocabulary: int = 50, width: int = 16, seed: int =
         inits,
     )
     return _save(graph, path)
+
+
+def masked_encoder(path: Path, vocabulary: int = 300, width: int = 16, seed: int = 0) -> Path:
+    """Inputs `input_ids` and `attention_mask` [batch, seq] int64 → `embedding` [batch, width]: token
+    embeddings averaged over the unmasked positions, then projected (a sentence encoder's shape and roles)."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        _weight(rng, "table", (vocabulary, width), 1.0),
+        _weight(rng, "projection", (width, width), 1.0 / np.sqrt(width)),
+        numpy_helper.from_array(np.array([1], np.int64), "seq_axis"),
+        numpy_helper.from_array(np.array([2], np.int64), "feature_axis"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["embedded"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask", "feature_axis"], ["mask3"]),
+        helper.make_node("Mul", ["embedded", "mask3"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "seq_axis"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask", "seq_axis"], ["count"], keepdims=1),
+        helper.make_node("Div", ["summed", "count"], ["mean"]),
+        helper.make_node("MatMul", ["mean", "projection"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "masked_encoder",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", width])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def batch_mixing(path: Path) -> Path:
+    """Input `x` [batch, 8] → `y` = x - mean over the batch: its first dimension is dynamic but not a batch
+    (items change each other's outputs), so Triton must not batch it."""
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "batch_axis")]
+    nodes = [
+        helper.make_node("ReduceMean", ["x", "batch_axis"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["x", "mean"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "batch_mixing",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        inits,
+    )
+    return _save(graph, path, opset=18)

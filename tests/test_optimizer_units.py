@@ -15,18 +15,11 @@ from tritonclient.grpc import model_config_pb2
 
 from modeldeploy.optimizer.accuracy import compare, cosine_similarity
 from modeldeploy.optimizer.errors import OptimizerInputError
+from modeldeploy.optimizer.generated import concrete_shape, generate, index_bounds
 from modeldeploy.optimizer.options import OptimizeOptions, options_from_spec, parse_input_shape
 from modeldeploy.optimizer.outcome import CandidateOutcome, Timing
 from modeldeploy.optimizer.report import complete_report, encode_summary, error_summary, summary
-from modeldeploy.optimizer.samples import (
-    augment,
-    batched,
-    concrete_shape,
-    generate,
-    index_bounds,
-    load_calibration,
-    split_held_out,
-)
+from modeldeploy.optimizer.samples import augment, batched, load_calibration, split_held_out
 from modeldeploy.optimizer.selection import (
     batch_sizes_to_measure,
     choose,
@@ -289,7 +282,7 @@ def test_calibration_files_become_batch_one_samples(tmp_path: Path) -> None:
     samples = load_calibration(tmp_path, SIGNATURE, limit=10)
     assert [s["image"].shape for s in samples] == [(1, 3, 32, 32)] * 3
     assert len(load_calibration(tmp_path, SIGNATURE, limit=2)) == 2
-    calibration, held_out = split_held_out(samples, 1)
+    calibration, held_out = split_held_out(samples, 1, seed=0)
     assert len(calibration) == 2 and len(held_out) == 1
     assert batched(samples[0], 4)["image"].shape == (4, 3, 32, 32)
 
@@ -368,8 +361,9 @@ def _report() -> dict[str, Any]:
             "size_bytes": 250,
             "latency_ms_p50": 1.0,
             "throughput_per_s": 1000.0,
-            "accuracy": {"drop": 0.004, "cosine": 0.996, "top1_agreement": 1.0},
+            "accuracy": {"drop": 0.004, "cosine": 0.996, "min_cosine": 0.99, "top1_agreement": 1.0},
         },
+        "inputs": {"generated": True},
         "repository": {"config": "m/config.pbtxt", "model_file": "m/1/model.onnx"},
     }
 
@@ -382,7 +376,14 @@ def test_summary_follows_the_job_contract() -> None:
         "chosen": "int8-static",
         "before": {"sizeBytes": 1000, "latencyMs": 2.0, "throughput": 500.0},
         "after": {"sizeBytes": 250, "latencyMs": 1.0, "throughput": 1000.0},
-        "accuracy": {"drop": 0.004, "cosine": 0.996, "top1Agreement": 1.0, "maxAccuracyDrop": 0.01},
+        "accuracy": {
+            "drop": 0.004,
+            "cosine": 0.996,
+            "top1Agreement": 1.0,
+            "minCosine": 0.99,
+            "maxAccuracyDrop": 0.01,
+        },
+        "gateInputs": "generated",
         "report": "/storage/ns/name/rev/report.json",
     }
     assert len(encode_summary(summary(_report(), cached=True, location="x" * 10_000))) < 4096

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="concrete shape for an input with dynamic dims (repeatable)",
     )
     parser.add_argument("--measure-seconds", type=float, help="time budget for timing candidates (3)")
-    parser.add_argument("--gate-samples", type=int, help="held-out inputs the accuracy gate uses (8)")
+    parser.add_argument("--gate-samples", type=int, help="held-out inputs the accuracy gate uses (64)")
     parser.add_argument(
         "--warmup", action="store_true", default=None, help="add model_warmup to config.pbtxt"
     )

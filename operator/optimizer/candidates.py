@@ -197,14 +197,24 @@ def prune_magnitude(source: Path, target: Path, sparsity: float) -> str:
     return f"magnitude pruning: {zeroed / total:.1%} of {total} weights are zero (target {sparsity:.0%})"
 
 
+def external_data_files(path: Path) -> list[str]:
+    """The external-data files a model refers to, relative to its folder."""
+    model = onnx.load(str(path), load_external_data=False)
+    tensors = list(model.graph.initializer) + [
+        attribute.t for node in model.graph.node for attribute in node.attribute if attribute.HasField("t")
+    ]
+    return sorted(
+        {
+            entry.value
+            for tensor in tensors
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    )
+
+
 def file_size(path: Path) -> int:
     """Bytes of the model file plus any external-data files next to it."""
-    model = onnx.load(str(path), load_external_data=False)
-    external = {
-        entry.value
-        for init in model.graph.initializer
-        if init.data_location == onnx.TensorProto.EXTERNAL
-        for entry in init.external_data
-        if entry.key == "location"
-    }
-    return path.stat().st_size + sum((path.parent / name).stat().st_size for name in external)
+    extra = sum((path.parent / name).stat().st_size for name in external_data_files(path))
+    return path.stat().st_size + extra

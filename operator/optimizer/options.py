@@ -46,8 +46,8 @@ class OptimizeOptions:
     measure_batch_size: int = 1
     # Rough wall-clock budget for latency measurement of all candidates together.
     measure_seconds: float = 3.0
-    # Held-out inputs the accuracy gate compares on.
-    gate_samples: int = 8
+    # Held-out inputs the accuracy gate compares on (with calibration data: at most half of it).
+    gate_samples: int = 64
 
 
 def _problem(path: str, message: str) -> OptimizerInputError:

@@ -1,7 +1,7 @@
 """report.json (everything the optimizer did and why) and the compact Job summary the operator reads.
 
 Layout of report.json is documented in docs/optimizer.md. The summary follows docs/architecture.md:
-`{"v": 1, "cached", "chosen", "before", "after", "accuracy", "report"}` in under 4096 bytes.
+`{"v": 1, "cached", "chosen", "before", "after", "accuracy", "gateInputs", "report"}` in under 4096 bytes.
 """
 
 from __future__ import annotations
@@ -102,8 +102,11 @@ def summary(report: Mapping[str, Any], *, cached: bool, location: str) -> dict[s
             "drop": accuracy.get("drop"),
             "cosine": accuracy.get("cosine"),
             "top1Agreement": accuracy.get("top1_agreement"),
+            "minCosine": accuracy.get("min_cosine"),
             "maxAccuracyDrop": report.get("max_accuracy_drop"),
         },
+        # Whether the gate judged on real samples or on inputs generated from the model's shapes.
+        "gateInputs": "generated" if (report.get("inputs") or {}).get("generated") else "real",
         "report": location,
     }
     if len(encode_summary(message)) > SUMMARY_LIMIT_BYTES:

@@ -63,14 +63,17 @@ def build_config(
             )
         )
     if serving.warmup_shapes is not None:
-        warmup = pb.ModelWarmup(name="random_sample", batch_size=1)
+        warmup = pb.ModelWarmup(name="sample", batch_size=1)
         for spec in signature.inputs:
             shape = serving.warmup_shapes[spec.name]
+            # Triton's random_data fails to load a model with integer inputs (its random bytes are not
+            # valid ids): those get zeros (a padding token, an empty mask); floats get random data.
+            source = {"random_data": True} if spec.dtype.startswith("float") else {"zero_data": True}
             warmup.inputs[spec.name].CopyFrom(
                 pb.ModelWarmup.Input(
                     data_type=pb.DataType.Value(spec.triton_type),
                     dims=list(shape[1:] if batching else shape),
-                    random_data=True,
+                    **source,
                 )
             )
         config.model_warmup.append(warmup)

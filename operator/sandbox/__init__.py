@@ -1,0 +1,1 @@
+"""Running optimizer outputs in a real Triton for checks (the python-backend adapter)."""
