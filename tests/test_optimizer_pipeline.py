@@ -15,10 +15,12 @@ import onnx
 import onnx_graphs
 import pytest
 from onnx import numpy_helper
-from optimizer_checks import (
+from optimizer_checks import (  # triton_proof: this module's repositories must load in Triton
     assert_config_matches_model,
     assert_shipped_model_meets_bound,
+    produced,
     read_config,
+    triton_proof,  # noqa: F401
 )
 from tritonclient.grpc import model_config_pb2
 
@@ -32,7 +34,9 @@ QUICK = OptimizeOptions(measure_seconds=0.2, calibration_samples=8, gate_samples
 
 def _optimize(model: Path | str, output: Path, name: str = "m", options: OptimizeOptions = QUICK) -> Any:
     request = OptimizeRequest(str(model), str(output), name, options)
-    return optimize(request, log=lambda line: None).report
+    report = optimize(request, log=lambda line: None).report
+    produced(output)
+    return report
 
 
 def _candidates(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -205,6 +209,7 @@ def test_second_run_uses_the_cache_until_the_repository_is_incomplete(
     model_file.unlink()
     third = optimize(OptimizeRequest(str(graphs["cnn"]), str(tmp_path), "m", options), log=lambda line: None)
     assert not third.cached and model_file.is_file()
+    produced(tmp_path)
 
 
 def test_real_calibration_data_is_used_and_augmented(graphs: dict[str, Path], tmp_path: Path) -> None:

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from optimizer_checks import (
+from optimizer_checks import (  # triton_proof: this module's repositories must load in Triton
     assert_config_matches_model,
     assert_shipped_model_meets_bound,
+    produced,
     read_report,
     text_line_samples,
+    triton_proof,  # noqa: F401
 )
 from realparts import missing
 
@@ -45,6 +47,7 @@ def _optimize(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, 
     code = main(["optimize", "--measure-seconds", "0.3", "--gate-samples", "4", *args])
     out, err = capsys.readouterr()
     assert code == 0, err
+    produced(Path(args[args.index("--output") + 1]))
     message: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return message
 
