@@ -1,55 +1,21 @@
 """Building candidate models, one function per step. Each writes `target` from `source` or raises.
 
-The steps call ONNX Runtime's quantizer and graph optimizer, which break on real models in known ways
-(docs/optimizer.md, "Pitfalls"); the workarounds live here, next to the call they protect.
+The steps call ONNX Runtime's graph optimizer and fp16 converter, which break on real models in known ways
+(docs/optimizer.md, "Pitfalls"); the workarounds live here, next to the call they protect. The int8
+quantizers are in `quantizers.py`.
 """
 
 from __future__ import annotations
 
-import logging
-import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_dynamic,
-    quantize_static,
-)
 
-from modeldeploy.optimizer.measurement import open_session
-from modeldeploy.optimizer.samples import Sample
-from modeldeploy.optimizer.signature import onnx_opset
-
-# Per-channel DequantizeLinear (its `axis`) needs opset 13; PP-OCRv4 ships opset 11/12.
-PER_CHANNEL_MIN_OPSET = 13
-DYNAMIC_OP_TYPES = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
 PRUNABLE_OP_TYPES = {"Conv": 1, "ConvTranspose": 1, "MatMul": 1, "Gemm": 1}  # op → index of its weight input
-
-
-def _drop_quantizer_advice(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
-
-
-@contextmanager
-def _quantizer_advice_silenced() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs advice ("consider pre-processing", "axis out of range") through the
-    root logger on every call; the report already says what was done. Only its own records are dropped."""
-    root = logging.getLogger()
-    root.addFilter(_drop_quantizer_advice)
-    try:
-        yield
-    finally:
-        root.removeFilter(_drop_quantizer_advice)
 
 
 def _optimize_offline(source: Path, target: Path, level: ort.GraphOptimizationLevel) -> None:
@@ -71,74 +37,6 @@ def compile_onnxruntime(source: Path, target: Path) -> str:
     """The extended level adds fusions that use ONNX Runtime contrib ops (Triton's ONNX Runtime runs them)."""
     _optimize_offline(source, target, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     return "ONNX Runtime extended-level fusions, saved offline"
-
-
-def quantize_int8_dynamic(source: Path, target: Path) -> str:
-    """Dynamic int8 of MatMul/Gemm/attention/RNN weights only. Conv stays float: ONNX Runtime's default
-    op list also quantizes Conv, which crashes on graphs whose weights are not initializers."""
-    with _quantizer_advice_silenced():
-        quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=DYNAMIC_OP_TYPES,
-            extra_options={"MatMulConstBOnly": True},
-        )
-    return "int8 weights for MatMul/Gemm/Attention/LSTM/GRU, activations quantized at run time"
-
-
-class _SampleReader(CalibrationDataReader):  # type: ignore[misc]
-    def __init__(self, samples: Sequence[Sample]) -> None:
-        self._samples: Iterator[Sample] = iter(samples)
-
-    def get_next(self) -> Sample | None:
-        return next(self._samples, None)
-
-
-def _at_least_opset(source: Path, workdir: Path, opset: int) -> tuple[Path, str]:
-    model = onnx.load(str(source))
-    current = onnx_opset(model)
-    if current >= opset:
-        return source, ""
-    converted = onnx.version_converter.convert_version(model, opset)
-    path = workdir / f"opset{opset}.onnx"
-    onnx.save(converted, str(path))
-    return path, f"opset {current} converted to {opset} for per-channel scales; "
-
-
-def quantize_int8_static(source: Path, target: Path, calibration: Sequence[Sample]) -> str:
-    """Static QDQ int8 with MinMax calibration: per-channel weights (after raising the opset to 13 when
-    needed); if that cannot be written or loaded, per-tensor weights on the original opset."""
-    if not calibration:
-        raise ValueError("static quantization needs calibration samples")
-    with tempfile.TemporaryDirectory(prefix="int8-static-") as scratch:
-        notes = ""
-        try:
-            upgraded, notes = _at_least_opset(source, Path(scratch), PER_CHANNEL_MIN_OPSET)
-            _quantize_static(upgraded, target, calibration, per_channel=True)
-            open_session(target, ["CPUExecutionProvider"])
-            return notes + f"QDQ int8, per-channel weights, MinMax calibration on {len(calibration)} samples"
-        except Exception as error:  # the quantizer and the converter raise many types on real graphs
-            first_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
-        _quantize_static(source, target, calibration, per_channel=False)
-        return (
-            f"QDQ int8, per-tensor weights, MinMax calibration on {len(calibration)} samples "
-            f"(per-channel failed: {first_error})"
-        )
-
-
-def _quantize_static(source: Path, target: Path, calibration: Sequence[Sample], per_channel: bool) -> None:
-    with _quantizer_advice_silenced():
-        quantize_static(
-            str(source),
-            str(target),
-            _SampleReader(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
 
 
 def convert_fp16(source: Path, target: Path) -> str:

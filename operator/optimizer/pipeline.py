@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import onnxruntime as ort
 
 from modeldeploy.optimizer import candidates as steps
-from modeldeploy.optimizer import gate_inputs, sources, tensorrt_engine
+from modeldeploy.optimizer import gate_inputs, quantization, sources, tensorrt_engine
 from modeldeploy.optimizer.errors import OptimizerInputError
 from modeldeploy.optimizer.generated import index_bounds
 from modeldeploy.optimizer.judging import (
@@ -49,13 +48,10 @@ from modeldeploy.optimizer.report import (
 )
 from modeldeploy.optimizer.samples import Sample, batched
 from modeldeploy.optimizer.selection import batch_sizes_to_measure, choose, preferred_batch_sizes
-from modeldeploy.optimizer.signature import ModelSignature, class_like_outputs, load_onnx, signature_of
+from modeldeploy.optimizer.signature import class_like_outputs, load_onnx, signature_of
 from modeldeploy.optimizer.triton_config import PLATFORMS, ServingConfig, build_config, render_config
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-# The ops int8-dynamic quantizes: it fits a graph only if the graph has some.
-DYNAMIC_QUANT_OPS = frozenset(steps.DYNAMIC_OP_TYPES)
-STATIC_QUANT_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 
 
 @dataclass(frozen=True)
@@ -88,34 +84,6 @@ def check_model_name(name: str) -> str:
             f"--name: {name!r} is not a valid Triton model name (letters, digits, _ . -)"
         )
     return name
-
-
-STATIC_ON_GENERATED = (
-    "not tried: `auto` does not ship static int8 calibrated on generated inputs (its activation ranges would "
-    "come from inputs the model never sees in service); give calibration data or ask for int8-static"
-)
-
-
-def _quantization_steps(
-    options: OptimizeOptions, signature: ModelSignature, calibration: list[Sample], generated: bool
-) -> list[tuple[str, Callable[[Path, Path], str] | str]]:
-    """(name, build) per quantization step to try; a string instead of `build` says why it is skipped."""
-    every: dict[str, Callable[[Path, Path], str]] = {
-        "int8-dynamic": steps.quantize_int8_dynamic,
-        "int8-static": lambda source, target: steps.quantize_int8_static(source, target, calibration),
-        "fp16": steps.convert_fp16,
-    }
-    if options.quantization == "none":
-        return []
-    if options.quantization != "auto":
-        return [(options.quantization, every[options.quantization])]
-    fitting: list[tuple[str, Callable[[Path, Path], str] | str]] = []
-    if signature.op_types & DYNAMIC_QUANT_OPS:
-        fitting.append(("int8-dynamic", every["int8-dynamic"]))
-    if signature.op_types & STATIC_QUANT_OPS:
-        fitting.append(("int8-static", STATIC_ON_GENERATED if generated else every["int8-static"]))
-    fitting.append(("fp16", every["fp16"]))
-    return fitting
 
 
 def _measure(run: Run, outcomes: list[CandidateOutcome], budget_s: float) -> list[CandidateOutcome]:
@@ -187,11 +155,11 @@ def _build_candidates(
             base, eligible_from = pruned, len(outcomes) - 1
         else:
             run.notes.append(f"pruning to {sparsity:.0%} did not pass the gate; the model ships unpruned")
-    for step_name, build in _quantization_steps(options, run.signature, calibration, generated):
-        if isinstance(build, str):
-            outcomes.append(CandidateOutcome(step_name, "skipped", build, base=base.name))
+    for step_name, skipped in quantization.steps_to_try(options, run.signature, generated):
+        if skipped is not None:
+            outcomes.append(CandidateOutcome(step_name, "skipped", skipped, base=base.name))
         else:
-            outcomes.append(run.try_step(step_name, base, build))
+            outcomes.append(quantization.build(run, step_name, base, calibration))
     return outcomes, eligible_from
 
 
