@@ -24,6 +24,7 @@ from modeldeploy.optimizer.selection import (
     batch_sizes_to_measure,
     choose,
     choose_by_objective,
+    paired_ratio,
     preferred_batch_sizes,
 )
 from modeldeploy.optimizer.signature import ModelSignature, TensorSpec, load_onnx, signature_of
@@ -457,3 +458,26 @@ def test_multi_input_calibration_comes_as_npz(tmp_path: Path) -> None:
     np.save(tmp_path / "b.npy", np.zeros((1, 8), np.float32))
     with pytest.raises(OptimizerInputError, match=r"b\.npy: the model has 2 inputs"):
         load_calibration(tmp_path, signature, limit=5)
+
+
+def _rounds(name: str, values: list[float], size: int) -> CandidateOutcome:
+    ordered = sorted(values)
+    timing = Timing(ordered[len(values) // 2], ordered[-1], 1000 / ordered[0], 1, len(values), tuple(values))
+    return CandidateOutcome(name, "kept", "", size_bytes=size, timing=timing)
+
+
+def test_paired_rounds_tell_a_consistent_slowdown_from_noise() -> None:
+    rng = np.random.default_rng(0)
+    load = rng.uniform(1.0, 3.0, 200)  # a noisy neighbour: every round's speed varies threefold
+    fast = [10.0 * factor for factor in load]
+    slower = [10.0 * factor * 1.12 for factor in load]  # 12% slower in every round
+    twin = [10.0 * factor * rng.uniform(0.98, 1.02) for factor in load]
+    # Unpaired, the spreads overlap completely; paired, the 12% is certain and the twin is a tie.
+    ratio = paired_ratio(_rounds("s", slower, 1).timing, _rounds("f", fast, 1).timing)  # type: ignore[arg-type]
+    assert 1.11 < ratio.low <= ratio.median <= ratio.high < 1.13
+    tie = paired_ratio(_rounds("t", twin, 1).timing, _rounds("f", fast, 1).timing)  # type: ignore[arg-type]
+    assert tie.low < 1.0 < tie.high  # the interval reflects the per-round noise, not one p50 ratio
+    candidates = [_rounds("original", fast, 100), _rounds("fp16", slower, 50), _rounds("int8", twin, 25)]
+    choice = choose_by_objective(candidates, baseline=candidates[0])
+    assert choice.winner.name == "int8"
+    assert "fp16" not in choice.explanation  # measurably slower: not among the equally fast

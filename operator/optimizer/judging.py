@@ -132,7 +132,7 @@ class Run:
             self.log(f"{name}: failed: {short_error(error)}")
             return CandidateOutcome(name, "failed", short_error(error), base=base.name)
         try:
-            session = open_session(target)
+            session = open_session(target, threads=self.options.threads)
         except Exception as error:
             reason = f"ONNX Runtime cannot load the result: {short_error(error)}"
             self.log(f"{name}: failed: {reason}")

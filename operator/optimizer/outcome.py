@@ -22,6 +22,8 @@ class Timing:
     throughput_per_s: float  # items (batch elements) per second, one request at a time
     batch_size: int
     runs: int
+    # Milliseconds per round, in round order: candidates timed together are paired round by round.
+    rounds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ def _start_run(
     model_path, model = load_onnx(sources.fetch(request.model_uri, work / "source"))
     signature = signature_of(model, model_path)
     try:
-        session = open_session(model_path)
+        session = open_session(model_path, threads=options.threads)
     except Exception as error:
         raise OptimizerInputError(
             f"{request.model_uri}: ONNX Runtime cannot load the model: {short_error(error)}"
