@@ -29,7 +29,7 @@ from modeldeploy.optimizer.selection import (
 )
 from modeldeploy.optimizer.signature import ModelSignature, TensorSpec, load_onnx, signature_of
 from modeldeploy.optimizer.sources import fetch, local_path
-from modeldeploy.optimizer.tensorrt_engine import optimization_profiles, provider_options
+from modeldeploy.optimizer.tensorrt_engine import optimization_profiles, provider_options, version_problem
 from modeldeploy.optimizer.triton_config import ServingConfig, build_config, render_config
 
 IMAGE = TensorSpec("image", "float32", "TYPE_FP32", (None, 3, None, None))
@@ -481,3 +481,11 @@ def test_paired_rounds_tell_a_consistent_slowdown_from_noise() -> None:
     choice = choose_by_objective(candidates, baseline=candidates[0])
     assert choice.winner.name == "int8"
     assert "fp16" not in choice.explanation  # measurably slower: not among the equally fast
+
+
+def test_a_plan_must_match_the_serving_images_tensorrt() -> None:
+    assert version_problem("10.3.0.26") is None
+    assert version_problem("10.3") is None
+    problem = version_problem("10.13.2")
+    assert problem is not None and "serving image runs TensorRT 10.3" in problem
+    assert version_problem("8.6.1", serving="8.6") is None
