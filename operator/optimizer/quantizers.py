@@ -14,6 +14,7 @@ Every function writes `target` or raises; the search over plans lives in `int8_s
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -98,17 +99,31 @@ def _name_nodes(path: Path) -> None:
         onnx.save(model, str(path))
 
 
+@contextmanager
+def _in_scratch_folder() -> Iterator[None]:
+    """ONNX Runtime's symbolic shape inference saves `sym_shape_infer_temp.onnx` into the current folder
+    when it fails: the Job's may be read-only, and a developer's is a checkout. Run it in a scratch one."""
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="quant-pre-process-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
 def preprocess(source: Path, target: Path) -> str:
     """`quant_pre_process` with fallbacks; returns what was done. The graph is already optimized (the
     `graph-optimized` base), so only shape inference runs here."""
     note = "pre-processed (symbolic shape inference)"
+    source, target = source.resolve(), target.resolve()
     try:
-        with quantizer_advice_silenced():
+        with quantizer_advice_silenced(), _in_scratch_folder():
             quant_pre_process(str(source), str(target), skip_optimization=True)
     except Exception as error:  # sympy's inference fails on some real graphs (PP-OCRv4 rec)
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
         try:
-            with quantizer_advice_silenced():
+            with quantizer_advice_silenced(), _in_scratch_folder():
                 quant_pre_process(str(source), str(target), skip_optimization=True, skip_symbolic_shape=True)
             note = f"pre-processed (ONNX shape inference; symbolic inference failed: {reason})"
         except Exception:
