@@ -89,6 +89,7 @@ def test_static_int8_tries_three_calibration_methods_and_ships_the_best(tmp_path
     assert [entry["plan"].split(",")[0] for entry in tried[:3]] == ["MinMax", "Percentile", "Entropy"]
     best = min(entry["drop"] for entry in tried if entry["status"] == "kept")
     assert static["accuracy"]["drop"] == best
+    assert static["latency_ms_p50"] is not None  # the winning plan is timed under the candidate's name
     assert "pre-processed" in static["search"]["preprocessing"]
 
 

@@ -74,6 +74,7 @@ def test_transformer_ships_a_smaller_model_within_the_bound(graphs: dict[str, Pa
     assert str(chosen["reason"]).startswith("chosen:")
     # int8 weights: the MatMul-heavy block shrinks ~4x; it passed the gate.
     assert candidates["int8-dynamic"]["status"] == "kept"
+    assert candidates["int8-dynamic"]["latency_ms_p50"] is not None  # timed, so the choice can pick it
     # The fp16 converter duplicates an input Cast on this graph (LayerNormalization stays float32); the
     # optimizer repairs that, so fp16 loads and passes instead of failing.
     assert candidates["fp16"]["status"] == "kept", candidates["fp16"]["reason"]

@@ -139,14 +139,14 @@ def search(
             {"node": node, "relative_error_added": round(value, 5)} for node, value in excluded
         ],
     }
+    session = run.sessions.pop(best.name, None) if best is not None else None
     for attempt in attempts:
         run.sessions.pop(attempt.name, None)
     if best is None:
         reasons = "; ".join(f"{o.name}: {o.reason}" for o in attempts)
         return CandidateOutcome(name, "failed", reasons, base=base.name, details=details)
-    session = run.sessions.pop(best.name, None)
     if session is not None and best.status == "kept":
-        run.sessions[name] = session
+        run.sessions[name] = session  # timed under its final name
     note = f"{best.reason}; {prepared_note}" + (
         f"; kept in float: {', '.join(node for node, _ in excluded)}" if excluded else ""
     )
