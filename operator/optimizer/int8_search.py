@@ -111,6 +111,7 @@ def search(
     *,
     dynamic: bool,
     fallback: Int8Plan | None = None,
+    refine: bool = True,
 ) -> CandidateOutcome:
     """The best int8 candidate `name` from `plans` (then with nodes kept in float), gated."""
     assert base.path is not None
@@ -128,7 +129,9 @@ def search(
     tried: list[dict[str, Any]] = [_tried(plan, o) for plan, o in zip(plans, attempts, strict=True)]
     best = _best(attempts)
     excluded: list[tuple[str, float]] = []
-    if best is not None and best.status != "kept" and best.path is not None:
+    if best is not None and best.status != "kept" and best.path is not None and not refine:
+        run.notes.append(f"{name}: no plan passed; nodes were not kept in float (an int8 candidate passed)")
+    elif best is not None and best.status != "kept" and best.path is not None:
         plan = plans[attempts.index(best)]
         best, excluded, more = _exclude_until_passing(run, name, prepared, build, plan, best, dynamic)
         tried.extend(more)

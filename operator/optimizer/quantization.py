@@ -56,4 +56,6 @@ def build(run: Run, name: str, base: CandidateOutcome, calibration: list[Sample]
     def static(source: Path, target: Path, plan: Int8Plan) -> str:
         return quantizers.quantize_static_int8(source, target, calibration, plan)
 
-    return int8_search.search(run, name, base, static, plans, dynamic=False, fallback=fallback)
+    # Keeping nodes in float costs a calibration per attempt: worth it only while no int8 candidate passed.
+    refine = "int8-dynamic" not in run.sessions
+    return int8_search.search(run, name, base, static, plans, dynamic=False, fallback=fallback, refine=refine)
