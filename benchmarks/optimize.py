@@ -90,7 +90,10 @@ def _text_feeds(count: int, seed: int) -> Feeds:
     tokenizer.enable_truncation(SEQUENCE)
     tokenizer.enable_padding(length=SEQUENCE)
     pool = sentences()
-    order = np.random.default_rng(seed).permutation(len(pool))[:count]
+    # One shuffle; calibration (seed 1) takes from its front, the fresh check (seed 2) from its back, so
+    # the sentences the check runs on were never seen by the optimizer.
+    shuffled = np.random.default_rng(0).permutation(len(pool))
+    order = shuffled[:count] if seed == 1 else shuffled[::-1][:count]
     feeds = []
     for index in order:
         encoding = tokenizer.encode(pool[index])
@@ -221,6 +224,12 @@ def run_case(case: Case, workdir: Path, measure_seconds: float, repeat: int) -> 
         if c.get("search") and c["search"]["kept_in_float"]
     }
     rows[1]["candidates"] = {c["name"]: c["status"] for c in report["candidates"]}
+    rows[1]["blocking"] = [note for note in report["notes"] if "most sensitive" in note]
+    rows[1]["tried"] = {
+        c["name"]: [(t["plan"], t["drop"]) for t in c["search"]["tried"]]
+        for c in report["candidates"]
+        if c.get("search")
+    }
     return rows
 
 
@@ -267,6 +276,10 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
     print(f"        choices: {shipped['choices']}; candidates: {shipped['candidates']}", flush=True)
     if shipped["kept_in_float"]:
         print(f"        kept in float: {shipped['kept_in_float']}", flush=True)
+    for name, tried in shipped["tried"].items():
+        print(f"        {name} tried (plan, drop): {tried}", flush=True)
+    for note in shipped["blocking"]:
+        print(f"        {note}", flush=True)
     print(f"        verdict: {verdict(rows)}", flush=True)
 
 
