@@ -7,6 +7,7 @@
 - `weightless`: only element-wise ops, so there is nothing to prune (the pruning step raises).
 - `masked_encoder`: token ids and an attention mask (integer inputs with roles), like a sentence encoder.
 - `batch_mixing`: a dynamic first dimension that is not a batch (items change each other's outputs).
+- `recurrent_state`: a state with its batch second and a scalar input (no Triton batching; `.npz` data).
 """
 
 from __future__ import annotations
@@ -243,3 +244,24 @@ def batch_mixing(path: Path) -> Path:
         inits,
     )
     return _save(graph, path, opset=18)
+
+
+def recurrent_state(path: Path, width: int = 4) -> Path:
+    """Inputs `state` [2, batch, width] (a recurrent state: batch second) and `scale` (a scalar) → `next`
+    [2, batch, width] = tanh(state · W) · scale: no first batch dimension, so Triton must not batch it."""
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["state", "w"], ["mixed"]),
+            helper.make_node("Tanh", ["mixed"], ["squashed"]),
+            helper.make_node("Mul", ["squashed", "scale"], ["next"]),
+        ],
+        "recurrent_state",
+        [
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", width]),
+            helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+        ],
+        [helper.make_tensor_value_info("next", TensorProto.FLOAT, [2, "batch", width])],
+        [_weight(rng, "w", (width, width), 0.5)],
+    )
+    return _save(graph, path)

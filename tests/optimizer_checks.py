@@ -161,6 +161,9 @@ def _check_served(client: Any, served: str, output: Path) -> None:
         for size in sizes:
             feeds = _proof_feeds(output / name, report["inputs"]["shapes"], max(size, 1))
             feed = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]} if size else feeds[0]
+            # A scalar input ships as [1] (Triton serves no scalar without batching).
+            ranks = {tensor.name: len(tensor.shape) for tensor in shipped.get_inputs()}
+            feed = {k: v.reshape(1) if v.ndim == 0 and ranks[k] == 1 else v for k, v in feed.items()}
             expected = shipped.run(outputs, feed)
             actual = _answer(client, served, feed, outputs)
             for label, want, got in zip(outputs, expected, actual, strict=True):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx_graphs
+import onnxruntime as ort
 import pytest
 from optimizer_checks import (  # triton_proof: this module's repositories must load in Triton
     assert_config_matches_model,
@@ -192,3 +193,25 @@ def test_external_data_travels_with_the_model(tmp_path: Path) -> None:
 def test_index_bounds_reach_the_generated_ids(tmp_path: Path) -> None:
     model = onnx.load(str(onnx_graphs.masked_encoder(tmp_path / "encoder.onnx", vocabulary=300)))
     assert index_bounds(model) == {"input_ids": 300}
+
+
+def test_a_recurrent_state_and_a_scalar_work_with_npz_calibration(tmp_path: Path) -> None:
+    model = onnx_graphs.recurrent_state(tmp_path / "state.onnx")
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for index in range(8):
+        np.savez(folder / f"{index}.npz", state=rng.standard_normal((2, 3, 4)), scale=np.float32(0.5 + index))
+    options = replace(QUICK, quantization="none", calibration_uri=str(folder))
+    report = _optimize(model, tmp_path / "out", options)
+    assert report["inputs"]["shapes"] == {"state": [2, 3, 4], "scale": []}  # each file one sample, as stored
+    assert report["triton"]["max_batch_size"] == 0
+    # Triton serves no scalar without batching: the shipped model takes `scale` as [1], exactly.
+    config = assert_config_matches_model(tmp_path / "out", "m")
+    assert [list(t.dims) for t in config.input] == [[2, -1, 4], [1]]
+    shipped = ort.InferenceSession(str(tmp_path / "out" / "m" / "1" / "model.onnx"))
+    original = ort.InferenceSession(str(model))
+    state = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    expected = original.run(None, {"state": state, "scale": np.array(3.0, np.float32)})[0]
+    actual = shipped.run(None, {"state": state, "scale": np.array([3.0], np.float32)})[0]
+    assert np.array_equal(expected, actual)

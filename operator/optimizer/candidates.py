@@ -116,3 +116,45 @@ def file_size(path: Path) -> int:
     """Bytes of the model file plus any external-data files next to it."""
     extra = sum((path.parent / name).stat().st_size for name in external_data_files(path))
     return path.stat().st_size + extra
+
+
+def _scalar(value: onnx.ValueInfoProto) -> bool:
+    tensor = value.type.tensor_type
+    return value.type.HasField("tensor_type") and tensor.HasField("shape") and not tensor.shape.dim
+
+
+def scalars_as_one_element(source: Path, target: Path) -> list[str]:
+    """Rewrite scalar graph inputs and outputs as shape [1] (a Reshape at each edge), since Triton serves no
+    scalar in a model that does not batch. Exact: values are unchanged. Returns the names rewritten."""
+    model = onnx.load(str(source))
+    graph = model.graph
+    renamed: list[str] = []
+    one, empty = "modeldeploy_shape_1", "modeldeploy_shape_scalar"
+    added = []
+    for value in graph.input:
+        if _scalar(value):
+            inner = f"{value.name}__scalar"
+            for node in graph.node:
+                node.input[:] = [inner if name == value.name else name for name in node.input]
+            added.append(onnx.helper.make_node("Reshape", [value.name, empty], [inner]))
+            value.type.tensor_type.shape.dim.add().dim_value = 1
+            renamed.append(value.name)
+    for value in graph.output:
+        if _scalar(value):
+            inner = f"{value.name}__scalar"
+            for node in graph.node:
+                node.output[:] = [inner if name == value.name else name for name in node.output]
+            graph.node.append(onnx.helper.make_node("Reshape", [inner, one], [value.name]))
+            value.type.tensor_type.shape.dim.add().dim_value = 1
+            renamed.append(value.name)
+    if renamed:
+        for node in reversed(added):
+            graph.node.insert(0, node)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array([1], np.int64), one),
+                numpy_helper.from_array(np.zeros(0, np.int64), empty),
+            ]
+        )
+    onnx.save(model, str(target))
+    return renamed

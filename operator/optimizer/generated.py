@@ -119,7 +119,7 @@ def _tensor(
         values = rng.standard_normal(shape)
     else:
         values = rng.integers(0, max(bound, 1), size=shape)
-    return np.ascontiguousarray(values.astype(spec.numpy_dtype))
+    return np.array(values, dtype=spec.numpy_dtype, order="C")  # keeps a scalar 0-d
 
 
 def generate(

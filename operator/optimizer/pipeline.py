@@ -48,7 +48,7 @@ from modeldeploy.optimizer.report import (
 )
 from modeldeploy.optimizer.samples import Sample, batched
 from modeldeploy.optimizer.selection import batch_sizes_to_measure, choose, preferred_batch_sizes
-from modeldeploy.optimizer.signature import class_like_outputs, load_onnx, signature_of
+from modeldeploy.optimizer.signature import ModelSignature, class_like_outputs, load_onnx, signature_of
 from modeldeploy.optimizer.triton_config import PLATFORMS, ServingConfig, build_config, render_config
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
@@ -302,7 +302,7 @@ def optimize(request: OptimizeRequest, log: Log = log_to_stderr) -> OptimizeResu
 
         staging = output_dir if output_dir is not None else work / "repository"
         repository = {"config": f"{name}/config.pbtxt", "model_file": f"{name}/1/model.{model_format}"}
-        write_repository(staging, name, chosen, config_text, repository)
+        write_repository(staging, name, chosen, config_text, repository, signature=run.signature)
         report = build_report(
             model=name,
             source=request.model_uri,
@@ -341,7 +341,13 @@ def optimize(request: OptimizeRequest, log: Log = log_to_stderr) -> OptimizeResu
 
 
 def write_repository(
-    staging: Path, name: str, chosen: CandidateOutcome, config_text: str, repository: dict[str, str]
+    staging: Path,
+    name: str,
+    chosen: CandidateOutcome,
+    config_text: str,
+    repository: dict[str, str],
+    *,
+    signature: ModelSignature | None = None,
 ) -> None:
     if chosen.path is None:
         raise ValueError(f"the chosen candidate {chosen.name} has no model file")
@@ -352,6 +358,12 @@ def write_repository(
     model_file = staging / repository["model_file"]
     model_file.parent.mkdir(parents=True)
     shutil.copyfile(chosen.path, model_file)
+    if (
+        signature is not None
+        and chosen.path.suffix == ".onnx"
+        and any(not spec.dims for spec in signature.inputs + signature.outputs)
+    ):
+        steps.scalars_as_one_element(chosen.path, model_file)
     if chosen.path.suffix == ".onnx":
         # External data files travel with the model, at the same relative place (Triton's ONNX Runtime
         # backend reads them next to model.onnx).

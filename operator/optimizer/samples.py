@@ -44,11 +44,24 @@ def _as_sample_tensor(array: npt.NDArray[Any], spec: TensorSpec, source: Path) -
     return np.ascontiguousarray(array.astype(spec.numpy_dtype))
 
 
+def _exact_tensor(array: npt.NDArray[Any], spec: TensorSpec, source: Path) -> npt.NDArray[Any]:
+    if array.ndim != len(spec.dims) or any(
+        static is not None and size != static for size, static in zip(array.shape, spec.dims, strict=True)
+    ):
+        expected = [-1 if dim is None else dim for dim in spec.dims]
+        raise OptimizerInputError(
+            f"{source}: input {spec.name!r} needs shape {expected} (-1: any), got {list(array.shape)}"
+        )
+    return np.array(array, dtype=spec.numpy_dtype, order="C")  # keeps a scalar 0-d
+
+
 def load_calibration(directory: Path, signature: ModelSignature, limit: int) -> list[Sample]:
     """Samples from `.npy` files (single-input models: one item or a batch each) or `.npz` files (keys are
     input names).
 
-    A file holding a batch contributes each item as its own sample.
+    A file holding a batch contributes each item as its own sample. A model that does not batch (a first
+    dimension that is not dynamic on every tensor: recurrent state [layers, batch, width], scalars) takes
+    each file as one sample, exactly as stored.
     """
     files = (
         [directory]
@@ -75,6 +88,11 @@ def load_calibration(directory: Path, signature: ModelSignature, limit: int) -> 
                 if missing:
                     raise OptimizerInputError(f"{path}: missing arrays for inputs {missing}")
                 arrays = {spec.name: loaded[spec.name] for spec in signature.inputs}
+        if not signature.has_batch_dimension:
+            samples.append({s.name: _exact_tensor(arrays[s.name], s, path) for s in signature.inputs})
+            if len(samples) >= limit:
+                return samples
+            continue
         batch = {spec.name: _as_sample_tensor(arrays[spec.name], spec, path) for spec in signature.inputs}
         items = {len(array) for array in batch.values()}
         if len(items) != 1:

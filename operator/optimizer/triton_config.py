@@ -28,7 +28,9 @@ class ServingConfig:
 
 def _dims(spec: TensorSpec, batching: bool) -> list[int]:
     dims = spec.dims[1:] if batching else spec.dims
-    return [-1 if dim is None else dim for dim in dims]
+    # Triton serves no scalar in a model that does not batch: the shipped model takes and gives [1] instead
+    # (candidates.scalars_as_one_element).
+    return [-1 if dim is None else dim for dim in dims] or [1]
 
 
 def build_config(
@@ -41,13 +43,17 @@ def build_config(
     for spec in signature.inputs:
         config.input.append(
             pb.ModelInput(
-                name=spec.name, data_type=pb.DataType.Value(spec.triton_type), dims=_dims(spec, batching)
+                name=spec.name,
+                data_type=pb.DataType.Value(spec.triton_type),
+                dims=_dims(spec, batching),
             )
         )
     for spec in signature.outputs:
         config.output.append(
             pb.ModelOutput(
-                name=spec.name, data_type=pb.DataType.Value(spec.triton_type), dims=_dims(spec, batching)
+                name=spec.name,
+                data_type=pb.DataType.Value(spec.triton_type),
+                dims=_dims(spec, batching),
             )
         )
     config.instance_group.append(
@@ -72,7 +78,7 @@ def build_config(
             warmup.inputs[spec.name].CopyFrom(
                 pb.ModelWarmup.Input(
                     data_type=pb.DataType.Value(spec.triton_type),
-                    dims=list(shape[1:] if batching else shape),
+                    dims=list(shape[1:] if batching else shape) or [1],
                     **source,
                 )
             )
