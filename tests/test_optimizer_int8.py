@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx_graphs
+import pytest
 from onnx import numpy_helper
 from optimizer_checks import (  # triton_proof: this module's repositories must load in Triton
     assert_shipped_model_meets_bound,
@@ -17,6 +18,7 @@ from optimizer_checks import (  # triton_proof: this module's repositories must 
     triton_proof,  # noqa: F401
 )
 
+from modeldeploy.optimizer import quantization
 from modeldeploy.optimizer.int8_search import rank_nodes
 from modeldeploy.optimizer.options import OptimizeOptions
 from modeldeploy.optimizer.pipeline import OptimizeRequest, optimize
@@ -107,3 +109,20 @@ def test_symmetric_activations_for_tensorrt_have_zero_points_at_zero(tmp_path: P
         if node.op_type == "QuantizeLinear" and len(node.input) > 2
     ]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+def test_static_calibration_is_capped_by_the_calibrators_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ONNX Runtime's calibrator holds every intermediate tensor of every sample (PP-OCRv4 rec: 23 GB).
+    monkeypatch.setattr(quantization, "CALIBRATION_MEMORY_BYTES", 1)  # room for the minimum: 2 samples
+    model = onnx_graphs.conv_net(tmp_path / "cnn.onnx")
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    rng = np.random.default_rng(5)
+    for index in range(12):
+        np.save(calibration / f"{index}.npy", rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32))
+    options = replace(QUICK, quantization="int8-static", calibration_uri=str(calibration))
+    report = _optimize(model, tmp_path / "out", options)
+    assert any("int8-static: calibrated on 2 of" in note for note in report["notes"])
+    assert "calibration on 2 samples" in _candidate(report, "int8-static")["reason"]

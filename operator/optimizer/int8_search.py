@@ -48,6 +48,14 @@ def _intermediates(model: bytes, samples: Sequence[Sample]) -> list[dict[str, np
     return [dict(zip(names, session.run(None, dict(sample)), strict=True)) for sample in samples]
 
 
+def intermediate_bytes(path: Path, sample: Sample) -> int:
+    """Bytes of every node output for one sample: what a static calibrator holds per calibration sample."""
+    model = onnx.load(str(path), load_external_data=False)
+    tensors = [output for node in model.graph.node for output in node.output]
+    [outputs] = _intermediates(_with_every_output(path, tensors), [sample])
+    return sum(int(array.nbytes) for array in outputs.values())
+
+
 def _relative_errors(
     reference: list[dict[str, npt.NDArray[Any]]], candidate: list[dict[str, npt.NDArray[Any]]]
 ) -> dict[str, float]:

@@ -18,6 +18,8 @@ DYNAMIC_QUANT_OPS = frozenset(quantizers.DYNAMIC_OP_TYPES)
 STATIC_QUANT_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 # Calibration methods static int8 tries; the one with the smallest accuracy drop ships.
 STATIC_METHODS = ("MinMax", "Percentile", "Entropy")
+# Memory ONNX Runtime's static calibrator may use for intermediate tensors (all samples at once).
+CALIBRATION_MEMORY_BYTES = 3 << 30
 STATIC_ON_GENERATED = (
     "not tried: `auto` does not ship static int8 calibrated on generated inputs (its activation ranges would "
     "come from inputs the model never sees in service); give calibration data or ask for int8-static"
@@ -41,6 +43,27 @@ def steps_to_try(
     return fitting
 
 
+def _within_memory(run: Run, base: CandidateOutcome, calibration: list[Sample]) -> list[Sample]:
+    """As many calibration samples as fit CALIBRATION_MEMORY_BYTES: ONNX Runtime's static calibrators hold
+    every intermediate tensor of every sample at once (64 PP-OCRv4 rec samples: 23 GB, killed)."""
+    if base.path is None or not calibration:
+        return calibration
+    try:
+        per_sample = int8_search.intermediate_bytes(base.path, calibration[0])
+    except Exception:
+        return calibration
+    fitting = max(CALIBRATION_MEMORY_BYTES // max(per_sample, 1), 2)
+    if fitting >= len(calibration):
+        return calibration
+    run.notes.append(
+        f"int8-static: calibrated on {fitting} of {len(calibration)} samples: each holds "
+        f"{per_sample / 2**20:.0f} MiB of intermediate tensors in ONNX Runtime's calibrator "
+        f"(budget {CALIBRATION_MEMORY_BYTES >> 30} GiB)"
+    )
+    step = len(calibration) / fitting
+    return [calibration[int(index * step)] for index in range(fitting)]
+
+
 def build(run: Run, name: str, base: CandidateOutcome, calibration: list[Sample]) -> CandidateOutcome:
     if name == "fp16":
         return run.try_step(name, base, candidates.convert_fp16)
@@ -53,8 +76,10 @@ def build(run: Run, name: str, base: CandidateOutcome, calibration: list[Sample]
     plans = [Int8Plan(method=method, symmetric_activations=symmetric) for method in STATIC_METHODS]
     fallback = Int8Plan(per_channel=False, symmetric_activations=symmetric)
 
+    samples = _within_memory(run, base, calibration)
+
     def static(source: Path, target: Path, plan: Int8Plan) -> str:
-        return quantizers.quantize_static_int8(source, target, calibration, plan)
+        return quantizers.quantize_static_int8(source, target, samples, plan)
 
     # Keeping nodes in float costs a calibration per attempt: worth it only while no int8 candidate passed.
     refine = "int8-dynamic" not in run.sessions
