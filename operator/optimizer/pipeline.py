@@ -159,7 +159,14 @@ def _build_candidates(
         if skipped is not None:
             outcomes.append(CandidateOutcome(step_name, "skipped", skipped, base=base.name))
         else:
-            outcomes.append(quantization.build(run, step_name, base, calibration))
+            # Keeping nodes in float is worth its recalibrations while no int8 candidate passed and halved.
+            refine = not any(
+                o.name.startswith("int8")
+                and o.status == "kept"
+                and 2 * (o.size_bytes or 0) <= (base.size_bytes or 0)
+                for o in outcomes
+            )
+            outcomes.append(quantization.build(run, step_name, base, calibration, refine=refine))
     return outcomes, eligible_from
 
 

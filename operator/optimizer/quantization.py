@@ -64,7 +64,11 @@ def _within_memory(run: Run, base: CandidateOutcome, calibration: list[Sample]) 
     return [calibration[int(index * step)] for index in range(fitting)]
 
 
-def build(run: Run, name: str, base: CandidateOutcome, calibration: list[Sample]) -> CandidateOutcome:
+def build(
+    run: Run, name: str, base: CandidateOutcome, calibration: list[Sample], *, refine: bool = True
+) -> CandidateOutcome:
+    """`refine`: whether static int8 may keep nodes in float (each attempt recalibrates: the caller turns
+    it off once an int8 candidate passed that is at least twice smaller than the base)."""
     if name == "fp16":
         return run.try_step(name, base, candidates.convert_fp16)
     if name == "int8-dynamic":
@@ -82,5 +86,4 @@ def build(run: Run, name: str, base: CandidateOutcome, calibration: list[Sample]
         return quantizers.quantize_static_int8(source, target, samples, plan)
 
     # Keeping nodes in float costs a calibration per attempt: worth it only while no int8 candidate passed.
-    refine = "int8-dynamic" not in run.sessions
     return int8_search.search(run, name, base, static, plans, dynamic=False, fallback=fallback, refine=refine)
