@@ -133,6 +133,7 @@ async def reconcile_loop(
     jobs: kopf.Index[Any, Any] = indexes["optimization_jobs"]
     key = (namespace or "", name)
     waker = runtime.waker(key)
+    refused: str | None = None  # the last refusal reported on the object (one Event per distinct one)
     try:
         while not stopped:
             waker.clear()
@@ -154,6 +155,10 @@ async def reconcile_loop(
                 )
                 runtime.metrics.reconciles.labels("error").inc()
                 delay = runtime.retry_s
+                if isinstance(error, KubeError) and error.status == 403 and str(error) != refused:
+                    # RBAC refused a request: say so where `kubectl describe` shows it.
+                    refused = str(error)
+                    await runtime.kube.record_event(body, "Warning", "Forbidden", refused)
             await _sleep(waker, stopped, max(delay, 0.05))
     finally:
         reason = stopped.reason

@@ -1,4 +1,7 @@
-"""kmock's KubernetesEmulator, extended with the API-server behaviour the operator relies on.
+"""kmock's KubernetesEmulator, extended with the API-server behaviour the operator relies on. Every
+API-facing test runs on the real control plane (tests/cluster.py); the emulator stays only for faults the
+real server cannot produce on demand (tests/test_operator_faults.py, the retry test of
+tests/test_operator_kube.py).
 
 kmock 0.8 stores objects as plain dicts and merges patches; a real API server does more. Each extension
 below mirrors one real behaviour (the comment says which); nothing else is changed:
@@ -311,11 +314,6 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
 
     # -- test conveniences (not API behaviour)
 
-    @property
-    def received(self) -> list[rendering.Request]:
-        """Every request the server received, in order."""
-        return list(self._requests)
-
     def live(self, resource: str, namespace: str | None = None) -> dict[str, dict[str, Any]]:
         """Live objects of `resource` by name (optionally in one namespace)."""
         wanted = kmock.resource(resource)
@@ -330,11 +328,6 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
         if key not in self._objects or self._objects[key].deleted:
             return None
         return self._objects[key].raw
-
-    async def delete_as_user(self, resource: str, namespace: str | None, name: str) -> None:
-        """`kubectl delete` through the API semantics (finalizers hold, dependents are collected)."""
-        async with self._lock:
-            await self._delete((kmock.resource(resource), namespace, name))
 
     async def write_as_controller(
         self, resource: str, namespace: str | None, name: str, patch: Mapping[str, Any]
@@ -498,23 +491,29 @@ def kubeconfig_text(server: str) -> str:
 class ClusterControllers:
     """Job and Deployment controllers of an emulated cluster, reduced to what the operator observes.
 
-    Jobs: a Job without a result completes (or fails, for revisions in `failing_revisions`) and leaves a
-    pod whose container terminated with `message`, as the kubelet reports `terminationMessagePath`.
-    Deployments: every Deployment reports `availableReplicas == spec.replicas` (1 without replicas),
-    except for revisions in `unavailable_revisions`.
+    Jobs: a Job without a result completes and leaves a pod whose container terminated with `message`, as
+    the kubelet reports `terminationMessagePath`. Deployments: every Deployment reports
+    `availableReplicas == spec.replicas` (1 without replicas).
     """
 
     api: ApiServerEmulator
     message: str = '{"v": 1, "cached": false, "chosen": "int8-dynamic", "after": {"sizeBytes": 1000}}'
-    failing_revisions: dict[str, str] = attrs.field(factory=dict)  # revision → termination message
-    unavailable_revisions: set[str] = attrs.field(factory=set)
-    paused: bool = False
     tick_s: float = 0.02
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Play the controllers until the block ends."""
+        task = asyncio.create_task(self.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def run(self) -> None:
         while True:
-            if not self.paused:
-                await self.step()
+            await self.step()
             await asyncio.sleep(self.tick_s)
 
     async def step(self) -> None:
@@ -522,9 +521,7 @@ class ClusterControllers:
             if not (job.get("status") or {}).get("conditions"):
                 await self._finish_job(job["metadata"]["namespace"], name, job)
         for name, deployment in self.api.live("apps/v1/deployments").items():
-            revision = deployment["metadata"].get("labels", {}).get("modeldeploy.io/revision")
-            wanted = (deployment.get("spec") or {}).get("replicas", 1)
-            available = 0 if revision in self.unavailable_revisions else wanted
+            wanted = available = (deployment.get("spec") or {}).get("replicas", 1)
             status = deployment.get("status") or {}
             if status.get("availableReplicas") != available or status.get("replicas") != wanted:
                 await self.api.write_as_controller(
@@ -541,9 +538,6 @@ class ClusterControllers:
                 )
 
     async def _finish_job(self, namespace: str, name: str, job: Mapping[str, Any]) -> None:
-        revision = job["metadata"].get("labels", {}).get("modeldeploy.io/revision", "")
-        failed = revision in self.failing_revisions
-        message = self.failing_revisions.get(revision, self.message)
         now = _now()
         await self.api.write_as_controller(
             "v1/pods",
@@ -557,29 +551,18 @@ class ClusterControllers:
                     ],
                 },
                 "status": {
-                    "phase": "Failed" if failed else "Succeeded",
+                    "phase": "Succeeded",
                     "containerStatuses": [
                         {
                             "name": "optimize",
                             "state": {
-                                "terminated": {
-                                    "exitCode": 1 if failed else 0,
-                                    "message": message,
-                                    "finishedAt": now,
-                                }
+                                "terminated": {"exitCode": 0, "message": self.message, "finishedAt": now}
                             },
                         }
                     ],
                 },
             },
         )
-        condition = {"type": "Failed" if failed else "Complete", "status": "True", "lastTransitionTime": now}
-        if failed:
-            condition.update(
-                reason="BackoffLimitExceeded", message="Job has reached the specified backoff limit"
-            )
-        status: dict[str, Any] = {"startTime": now, "conditions": [condition]}
-        status["failed" if failed else "succeeded"] = 1
-        if not failed:
-            status["completionTime"] = now
+        condition = {"type": "Complete", "status": "True", "lastTransitionTime": now}
+        status = {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": [condition]}
         await self.api.write_as_controller("batch/v1/jobs", namespace, name, {"status": status})

@@ -1,5 +1,6 @@
 """The real probes (`TritonPrometheusProbes`) where the answer needs no running Triton or Prometheus:
-no canary pod yet, and an unreachable Prometheus — both must come back as verdicts, never as exceptions."""
+no ready Triton pod of the canary (on the real control plane), and an unreachable Prometheus — both must
+come back as verdicts, never as exceptions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from kube_emulator import ApiServerEmulator, running_emulator, use_kubeconfig
+from cluster import Cluster
+from operator_harness import eventually
+from operator_world import World
 
 from modeldeploy.analysis import Thresholds
 from modeldeploy.kube import Kube
@@ -17,35 +20,40 @@ from modeldeploy.probes import AnalysisRequest, Track, TritonPrometheusProbes
 
 
 @pytest.fixture
-async def kube(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[tuple[Kube, ApiServerEmulator]]:
-    async with (
-        running_emulator() as api,
-        await Kube.connect(str(use_kubeconfig(api, tmp_path, monkeypatch))) as client,
-    ):
-        yield client, api
+async def kube(real_kubeconfig: pathlib.Path) -> AsyncIterator[Kube]:
+    async with await Kube.connect(str(real_kubeconfig)) as client:
+        yield client
 
 
-async def test_no_ready_canary_pod_is_not_ready(kube: tuple[Kube, ApiServerEmulator]) -> None:
-    client, api = kube
-    # A pod of the optimization Job carries the same instance and revision: it must not count.
-    await api.write_as_controller(
-        "v1/pods",
-        "ml",
-        "ocr-optimize-abc-x1",
-        {
-            "metadata": {"labels": {"app.kubernetes.io/instance": "ocr", "modeldeploy.io/revision": "abc"}},
-            "status": {"podIP": "10.0.0.9", "conditions": [{"type": "Ready", "status": "True"}]},
+async def test_no_ready_canary_pod_is_not_ready(
+    kube: Kube, control_plane: Cluster, cluster_namespace: str
+) -> None:
+    world = World(control_plane, cluster_namespace)
+    # A pod of the optimization Job carries the same instance and revision: it must not count, even
+    # Running and Ready with an IP (as the node agent makes it).
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "ocr-optimize-abc-x1",
+            "labels": {"app.kubernetes.io/instance": "ocr", "modeldeploy.io/revision": "abc"},
         },
-    )
-    outcome = await TritonPrometheusProbes(client).model_ready(Track("ml", "ocr", "abc"), "ocr")
+        "spec": {"containers": [{"name": "optimize", "image": "modeldeploy:1"}]},
+    }
+    control_plane.request("POST", f"/api/v1/namespaces/{cluster_namespace}/pods", pod)
+
+    def running() -> bool:
+        found = world.live("v1/pods").get("ocr-optimize-abc-x1", {})
+        return bool(found.get("status", {}).get("podIP"))
+
+    await eventually(running, "the pod Running with an IP")
+    outcome = await TritonPrometheusProbes(kube).model_ready(Track(cluster_namespace, "ocr", "abc"), "ocr")
     assert not outcome.ok
     assert "no ready pod of revision abc" in outcome.reason
 
 
-async def test_unreachable_prometheus_is_an_error_verdict(kube: tuple[Kube, ApiServerEmulator]) -> None:
-    client, _ = kube
+async def test_unreachable_prometheus_is_an_error_verdict(kube: Kube) -> None:
+    client = kube
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens here once the socket closes

@@ -1,4 +1,6 @@
-"""`modeldeploy run` as a user starts it: a separate process, a kubeconfig, health and metrics ports."""
+"""`modeldeploy run` as a user starts it: a separate process, a kubeconfig, health and metrics ports, on the
+real control plane (its controllers and the node agent make the Job complete and the Deployment
+available)."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kube_emulator import ApiServerEmulator, ClusterControllers, use_kubeconfig
+from chart_identity import ChartIdentity, denied, identity_events, install_identity
+from cluster import Cluster
+from operator_world import World
 
 from modeldeploy.commands.run import needs_scanning
 
-MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
+PEERING_CRDS = pathlib.Path(__file__).resolve().parent.parent / "helm/modeldeploy/crds/kopf-peering.yaml"
 
 
 def free_port() -> int:
@@ -55,18 +59,10 @@ async def wait_until(check: object, what: str, process: subprocess.Popen[str], l
 
 @contextlib.asynccontextmanager
 async def operator_process(
-    emulator: ApiServerEmulator,
-    args: list[str],
-    log: pathlib.Path,
-    config: pathlib.Path,
-    *,
-    pod_id: str = "operator-0",
-    controllers: bool = True,
+    args: list[str], log: pathlib.Path, config: pathlib.Path, *, pod_id: str = "operator-0"
 ) -> AsyncIterator[subprocess.Popen[str]]:
-    """`modeldeploy run ARGS` in pod POD_ID with its output in `log`, while the test plays the cluster's
-    controllers (unless another process's block already does); stopped with SIGTERM, which must exit 0."""
+    """`modeldeploy run ARGS` in pod POD_ID with its output in `log`; stopped with SIGTERM (must exit 0)."""
     script = pathlib.Path(sys.executable).with_name("modeldeploy")
-    controller_task = asyncio.create_task(ClusterControllers(emulator).run()) if controllers else None
     with log.open("w") as output:
         process = subprocess.Popen(
             [str(script), "run", *args],
@@ -80,57 +76,53 @@ async def operator_process(
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            # Off the event loop: the emulator serves on it, and a peered operator still writes as it exits.
+            # Off the event loop: a peered operator still writes as it exits.
             await asyncio.to_thread(process.wait, 20)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if controller_task is not None:
-            controller_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await controller_task
     assert process.returncode == 0, log.read_text()[-4000:]
 
 
-async def create_and_wait_ready(
-    emulator: ApiServerEmulator, process: subprocess.Popen[str], log: pathlib.Path
-) -> None:
-    await emulator.write_as_controller(
-        MDEPS,
-        "ml",
-        "ocr",
+async def create_and_wait_ready(world: World, process: subprocess.Popen[str], log: pathlib.Path) -> None:
+    world.create(
         {
             "apiVersion": "modeldeploy.io/v1alpha1",
             "kind": "ModelDeployment",
+            "metadata": {"name": "ocr"},
             "spec": {
                 "model": {"name": "ocr", "uri": "s3://models/ocr.onnx"},
                 "storage": {"uri": "s3://artifacts/modeldeploy"},
             },
-        },
+        }
     )
 
     async def ready() -> bool:
-        stored = emulator.stored(MDEPS, "ml", "ocr") or {}
-        return (stored.get("status") or {}).get("phase") == "Ready"
+        return world.phase() == "Ready"
 
     await wait_until(ready, "phase Ready", process, log)
 
 
+@pytest.fixture
+def world(control_plane: Cluster, cluster_namespace: str) -> World:
+    return World(control_plane, cluster_namespace)
+
+
 async def test_modeldeploy_run_serves_health_and_metrics_and_reconciles(
-    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    world: World, tmp_path: pathlib.Path
 ) -> None:
-    config = use_kubeconfig(emulator, tmp_path, monkeypatch)
+    config = world.cluster.kubeconfig
     health, metrics = free_port(), free_port()
     log = tmp_path / "operator.log"
-    args = ["--all-namespaces", "--standalone", "--log-format", "json"]
+    args = ["--namespace", world.namespace, "--standalone", "--log-format", "json"]
     args += ["--health-port", str(health), "--metrics-port", str(metrics)]
-    async with operator_process(emulator, args, log, config) as process:
+    async with operator_process(args, log, config) as process:
 
         async def healthy() -> bool:
             return (await http_get(f"http://127.0.0.1:{health}/healthz"))[0] == 200
 
         await wait_until(healthy, "liveness endpoint", process, log)
-        await create_and_wait_ready(emulator, process, log)
+        await create_and_wait_ready(world, process, log)
 
         async def counted() -> bool:
             status, text = await http_get(f"http://127.0.0.1:{metrics}/metrics")
@@ -140,60 +132,64 @@ async def test_modeldeploy_run_serves_health_and_metrics_and_reconciles(
         assert '"message"' in log.read_text()  # --log-format json
 
 
-# What a namespaced install (the chart's `watch.scope: namespaces`, a Role per namespace) may not do.
-CLUSTER_WIDE_READS = [r"^/api/v1/namespaces$", r"^/apis/apiextensions\.k8s\.io/v1/customresourcedefinitions$"]
-
-
-async def test_namespaced_run_needs_no_cluster_wide_rights_and_logs_no_warning(
-    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+async def test_namespaced_run_as_the_charts_service_account_is_refused_nothing_and_logs_no_warning(
+    world: World, tmp_path: pathlib.Path
 ) -> None:
     """With `--namespace`, the operator neither lists/watches namespaces nor watches CRDs (kopf's scanning),
-    so the Role-only RBAC of a namespaced install refuses nothing and the log carries no warning about it."""
-    config = use_kubeconfig(emulator, tmp_path, monkeypatch)
-    for path in CLUSTER_WIDE_READS:
-        emulator.fail("GET", path, 403, times=1_000_000)  # forbidden, as without a ClusterRole
+    so the Role-only RBAC of a namespaced install (the chart's, applied; the operator authenticates as its
+    ServiceAccount) refuses nothing, and the log carries no warning about it."""
+    identity: ChartIdentity = install_identity(
+        world.cluster,
+        tmp_path,
+        release=f"md-{world.namespace}",
+        namespace=world.namespace,
+        scope="namespaces",
+        watched=[world.namespace],
+    )
     log = tmp_path / "operator.log"
-    args = ["--namespace", "ml", "--standalone", "--log-format", "json"]
+    args = ["--namespace", world.namespace, "--standalone", "--log-format", "json"]
     args += ["--health-port", "0", "--metrics-port", "0"]
-    async with operator_process(emulator, args, log, config) as process:
-        await create_and_wait_ready(emulator, process, log)
-    assert emulator.served_faults == []
+    async with operator_process(args, log, identity.kubeconfig) as process:
+        await create_and_wait_ready(world, process, log)
+    events = identity_events(world.cluster, identity.username)
+    assert events, "no request of the ServiceAccount in the audit log"
+    assert denied(events) == []
     records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert records, "no log records"
     noisy = [r["message"] for r in records if r.get("severity") not in {"debug", "info"}]
     assert noisy == []
 
 
-PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
+PEERINGS = "kopf.dev/v1/kopfpeerings"
 
 
 async def test_peered_replicas_choose_distinct_priorities_the_first_started_highest(
-    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    world: World, tmp_path: pathlib.Path
 ) -> None:
     """kopf pauses every replica when two peers share a priority. Without --priority each `modeldeploy run`
     takes one from its start time: distinct, highest for the replica that started first, which keeps working
-    while a later one stands by (what the chart's replicas rely on; no shell wrapper computes it)."""
-    config = use_kubeconfig(emulator, tmp_path, monkeypatch)
-    emulator.declare(PEERINGS, "ClusterKopfPeering", namespaced=False)
-    await emulator.write_as_controller(
-        PEERINGS, None, "modeldeploy", {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
-    )
-    args = ["--all-namespaces", "--peering", "modeldeploy", "--log-format", "json"]
+    while a later one stands by (what the chart's replicas rely on; no shell wrapper computes it). Namespaced
+    peering (a KopfPeering, the chart's `namespaces` scope) keeps the shared cluster's other tests out."""
+    # kopf's peering CRDs, as the chart's crds/ installs them (two in one file).
+    world.cluster.kubectl("apply", "--server-side", "--field-manager=test-setup", "-f", str(PEERING_CRDS))
+    world.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(PEERING_CRDS))
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "modeldeploy"}}
+    world.cluster.request("POST", f"/apis/kopf.dev/v1/namespaces/{world.namespace}/kopfpeerings", peering)
+    config = world.cluster.kubeconfig
+    args = ["--namespace", world.namespace, "--peering", "modeldeploy", "--log-format", "json"]
     args += ["--health-port", "0", "--metrics-port", "0"]
 
     def peers() -> dict[str, Any]:
-        return dict((emulator.stored(PEERINGS, None, "modeldeploy") or {}).get("status") or {})
+        return dict((world.stored(PEERINGS, "modeldeploy") or {}).get("status") or {})
 
     first_log, later_log = tmp_path / "first.log", tmp_path / "later.log"
-    async with operator_process(emulator, args, first_log, config, pod_id="first") as first:
+    async with operator_process(args, first_log, config, pod_id="first") as first:
 
         async def first_announced() -> bool:
             return "first" in peers()
 
         await wait_until(first_announced, "the first replica in the peering object", first, first_log)
-        async with operator_process(
-            emulator, args, later_log, config, pod_id="later", controllers=False
-        ) as later:
+        async with operator_process(args, later_log, config, pod_id="later") as later:
 
             async def later_announced() -> bool:
                 return "later" in peers()
@@ -201,7 +197,7 @@ async def test_peered_replicas_choose_distinct_priorities_the_first_started_high
             await wait_until(later_announced, "the later replica in the peering object", later, later_log)
             announced = peers()
             assert announced["first"]["priority"] > announced["later"]["priority"] > 0
-            await create_and_wait_ready(emulator, first, first_log)  # the first one works
+            await create_and_wait_ready(world, first, first_log)  # the first one works
             assert "Pausing operations" not in first_log.read_text()
             assert "Pausing all operators" not in first_log.read_text()
             assert "Resuming operations" not in later_log.read_text()  # the later one stands by

@@ -1,6 +1,6 @@
 """The real operator judging a canary with the real probes: Triton and Prometheus, not a script.
 
-kopf + `modeldeploy.handlers` run against the emulated API server (as in `tests/test_operator.py`), but the
+kopf + `modeldeploy.handlers` run against the real control plane (as in `tests/test_operator.py`), but the
 runtime holds the real `TritonPrometheusProbes`: the smoke check dials the canary pod's Triton over HTTP and
 the analysis queries a real Prometheus. Behind them, one real `tritonserver` process per revision (a pod)
 serves the model `ocr` under live tritonclient traffic, and Prometheus scrapes each with the labels the
@@ -8,10 +8,11 @@ PodMonitor gives a pod (`namespace`, `pod`, `modeldeploy_name`, `modeldeploy_rev
 functions of the spec (`compute_revision`), so the scrape labels are known before the operator starts; the
 tests check that the operator arrives at the same revisions.
 
-The test plays the controllers the emulator lacks: Jobs complete (`ClusterControllers`), and a "kubelet"
-gives each revision's Deployment a Ready pod at `127.0.0.1` (from the Deployment's pod template labels)
-before the Deployment reports an available replica. The canary Triton listens on a free port, handed to the
-probes as `http_port` (in a cluster it is Triton's 8000 on the pod's IP).
+The real controllers complete the optimization Job and make each Deployment's pods; the node agent runs
+them. Pods of this module's namespace get the address 127.0.0.1 (elsewhere the agent hands out 10.244.x.y,
+which routes nowhere here), so the probes' smoke check reaches the local Triton; the canary Triton listens
+on a free port, handed to the probes as `http_port` (in a cluster it is Triton's 8000 on the pod's IP). The
+EndpointSlice controller refuses loopback endpoints, which no part of these tests reads.
 
 - A slow canary (the `slow` model, 200 ms against the stable's 50 ms): the smoke check passes, the canary
   gets its step, the real analysis fails on `maxLatencyRatio` and the operator rolls back, recording the
@@ -21,17 +22,18 @@ probes as `http_port` (in a cluster it is Triton's 8000 on the pod's IP).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import pathlib
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kube_emulator import ApiServerEmulator, ClusterControllers
+from cluster import Cluster
 from operator_harness import eventually, operator_in_this_loop
+from operator_world import MDEPS, World
 from realparts import missing
 from realservers import (
     Fleet,
@@ -49,10 +51,8 @@ from modeldeploy.spec import parse_spec
 
 pytestmark = [pytest.mark.realpart("tritonserver"), pytest.mark.realpart("prometheus")]
 
-MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
-DEPLOYMENTS = "apps/v1/deployments"
-PODS = "v1/pods"
-NS = "ml"
+# The scrape labels name the namespace before any test runs: one namespace for the module.
+NS = f"real-canary-{uuid.uuid4().hex[:6]}"
 NAME = "ocr"
 MODEL = "ocr"
 MIN_REQUESTS = 20
@@ -140,92 +140,57 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 # ---------------------------------------------------------------------------------------------- harness
 
 
-async def kubelet(api: ApiServerEmulator, cluster: ClusterControllers, served: set[str]) -> None:
-    """Give each Deployment of a revision in `served` a Ready pod at 127.0.0.1, then let it be available.
+@pytest.fixture(scope="module")
+def namespace(control_plane: Cluster) -> Iterator[str]:
+    """The module's namespace, whose pods the node agent gives the address 127.0.0.1."""
+    control_plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+    agent = control_plane.agent
+    original = agent.status_for
 
-    Those revisions start in `cluster.unavailable_revisions`, so the Deployment reports an available replica
-    only once its pod exists, as in a cluster (the operator smoke-checks the canary's pod at that moment).
-    """
-    while True:
-        for name, deployment in api.live(DEPLOYMENTS, NS).items():
-            labels = deployment["metadata"].get("labels") or {}
-            revision = labels.get("modeldeploy.io/revision")
-            pod_name = f"{name}-pod"
-            if revision not in served or api.stored(PODS, NS, pod_name) is not None:
-                continue
-            template_labels = deployment["spec"]["template"]["metadata"]["labels"]
-            await api.write_as_controller(
-                PODS,
-                NS,
-                pod_name,
-                {
-                    "metadata": {"labels": dict(template_labels)},
-                    "status": {
-                        "phase": "Running",
-                        "podIP": "127.0.0.1",
-                        "conditions": [{"type": "Ready", "status": "True"}],
-                    },
-                },
-            )
-            cluster.unavailable_revisions.discard(revision)
-        await asyncio.sleep(0.05)
+    def status_for(pod: Mapping[str, Any]) -> dict[str, Any]:
+        status = original(pod)
+        if pod["metadata"]["namespace"] == NS:
+            status["podIP"], status["podIPs"] = "127.0.0.1", [{"ip": "127.0.0.1"}]
+        return status
 
-
-@dataclass
-class Cluster:
-    api: ApiServerEmulator
-    controllers: ClusterControllers
-
-
-@contextlib.asynccontextmanager
-async def cluster_with_pods(api: ApiServerEmulator, fleet: Fleet, canary_key: str) -> AsyncIterator[Cluster]:
-    controllers = ClusterControllers(api)
-    served = {REVISION_OF["stable"], REVISION_OF[canary_key]}
-    controllers.unavailable_revisions |= served
-    tasks = [asyncio.create_task(controllers.run()), asyncio.create_task(kubelet(api, controllers, served))]
+    agent.status_for = status_for  # type: ignore[method-assign]
     try:
-        yield Cluster(api, controllers)
+        yield NS
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        agent.status_for = original  # type: ignore[method-assign]
+        control_plane.delete_namespace(NS)
+
+
+@pytest.fixture
+def world(control_plane: Cluster, namespace: str, real_kubeconfig: pathlib.Path) -> World:
+    return World(control_plane, namespace)
 
 
 @contextlib.asynccontextmanager
-async def real_operator(config: pathlib.Path, triton_http_port: int) -> AsyncIterator[Runtime]:
-    """The real operator in this event loop, with the real probes and the real clock."""
-    kube = await Kube.connect(str(config), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1))
+async def real_operator(world: World, triton_http_port: int) -> AsyncIterator[Runtime]:
+    """The real operator in this event loop, with the real probes and the real clock. The block's
+    ModelDeployment is deleted (and its children collected) before the operator stops, so the next test
+    starts from an empty namespace."""
+    config = str(world.cluster.kubeconfig)
+    kube = await Kube.connect(config, backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1))
     probes = TritonPrometheusProbes(kube, timeout_s=10, http_port=triton_http_port)
     runtime = Runtime(kube=kube, probes=probes, metrics=OperatorMetrics(), retry_s=0.2)
-    async with operator_in_this_loop(runtime):
-        yield runtime
+    async with operator_in_this_loop(runtime, namespace=world.namespace):
+        try:
+            yield runtime
+        finally:
+            if world.stored(MDEPS, NAME) is not None:
+                world.delete(MDEPS, NAME)
+                await eventually(lambda: world.stored(MDEPS, NAME) is None, "the ModelDeployment released")
+                await eventually(lambda: world.deployments() == {}, "its Deployments collected", timeout=30)
 
 
-class View:
-    def __init__(self, api: ApiServerEmulator) -> None:
-        self.api = api
-
-    def status(self) -> dict[str, Any]:
-        found = self.api.stored(MDEPS, NS, NAME)
-        assert found is not None
-        return dict(found.get("status") or {})
-
-    def condition(self, kind: str) -> dict[str, Any]:
-        return next(c for c in self.status().get("conditions", []) if c["type"] == kind)
-
-    def deployments(self) -> dict[str, dict[str, Any]]:
-        return self.api.live(DEPLOYMENTS, NS)
-
-    def events(self) -> list[tuple[str, str, str]]:
-        return [
-            (e["type"], e["reason"], e.get("message", "")) for e in self.api.live("v1/events", NS).values()
-        ]
+def events(world: World) -> list[tuple[str, str, str]]:
+    return [(e["type"], e["reason"], e.get("message", "")) for e in world.live("v1/events").values()]
 
 
-async def start_stable(api: ApiServerEmulator, view: View, fleet: Fleet, body: dict[str, Any]) -> str:
-    await api.write_as_controller(MDEPS, NS, NAME, copy.deepcopy(body))
+async def start_stable(view: World, fleet: Fleet, body: dict[str, Any]) -> str:
+    view.create(copy.deepcopy(body))
     await eventually(
         lambda: view.status().get("phase") == "Ready", "phase Ready", context=fleet.logs, timeout=30
     )
@@ -234,7 +199,7 @@ async def start_stable(api: ApiServerEmulator, view: View, fleet: Fleet, body: d
     return str(stable)
 
 
-async def reach_canary_step(view: View, fleet: Fleet, canary: str) -> None:
+async def reach_canary_step(view: World, fleet: Fleet, canary: str) -> None:
     """The real smoke check passed on the canary's pod: the canary got its first step."""
     await eventually(
         lambda: view.status().get("canaryRevision") == canary and view.status().get("canaryStep") == 0,
@@ -245,7 +210,7 @@ async def reach_canary_step(view: View, fleet: Fleet, canary: str) -> None:
     assert view.status()["canaryWeight"] == 50
     # The Event is recorded just after the status that explains it.
     await eventually(
-        lambda: any(reason == "CanaryProgressing" and "is ready" in msg for _, reason, msg in view.events()),
+        lambda: any(reason == "CanaryProgressing" and "is ready" in msg for _, reason, msg in events(view)),
         "a CanaryProgressing Event",
         context=fleet.logs,
         timeout=20,
@@ -255,18 +220,13 @@ async def reach_canary_step(view: View, fleet: Fleet, canary: str) -> None:
 # ---------------------------------------------------------------------------------------------- scenarios
 
 
-async def test_slow_canary_fails_the_real_analysis_and_is_rolled_back(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, fleet: Fleet
-) -> None:
-    view = View(emulator)
+async def test_slow_canary_fails_the_real_analysis_and_is_rolled_back(world: World, fleet: Fleet) -> None:
+    view = world
     slow = REVISION_OF["slow"]
     body = manifest(fleet.prometheus.url)
-    async with (
-        cluster_with_pods(emulator, fleet, "slow"),
-        real_operator(kubeconfig, fleet.tritons["slow"].http_port),
-    ):
-        stable = await start_stable(emulator, view, fleet, body)
-        await emulator.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": SLOW_URI}}})
+    async with real_operator(world, fleet.tritons["slow"].http_port):
+        stable = await start_stable(view, fleet, body)
+        view.change_spec({"model": {"uri": SLOW_URI}}, name=NAME)
         await reach_canary_step(view, fleet, slow)
         # One interval (10 s) after the step started, the analysis runs against the real Prometheus.
         await eventually(
@@ -304,26 +264,21 @@ async def test_slow_canary_fails_the_real_analysis_and_is_rolled_back(
         )
         assert view.deployments()[f"{NAME}-{stable}"]["spec"]["replicas"] == 2  # stable back to full size
         await eventually(
-            lambda: any(e[:2] == ("Warning", "RolledBack") for e in view.events()),
+            lambda: any(e[:2] == ("Warning", "RolledBack") for e in events(view)),
             "a RolledBack Event",
             context=fleet.logs,
             timeout=20,
         )
 
 
-async def test_healthy_canary_passes_the_real_analysis_and_is_promoted(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, fleet: Fleet
-) -> None:
-    view = View(emulator)
+async def test_healthy_canary_passes_the_real_analysis_and_is_promoted(world: World, fleet: Fleet) -> None:
+    view = world
     healthy = REVISION_OF["healthy"]
     # Same model on both tracks; a ratio of 1.5 keeps CPU contention on a 2-core machine from failing it.
     body = manifest(fleet.prometheus.url, max_latency_ratio=1.5)
-    async with (
-        cluster_with_pods(emulator, fleet, "healthy"),
-        real_operator(kubeconfig, fleet.tritons["healthy"].http_port),
-    ):
-        stable = await start_stable(emulator, view, fleet, body)
-        await emulator.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": HEALTHY_URI}}})
+    async with real_operator(world, fleet.tritons["healthy"].http_port):
+        stable = await start_stable(view, fleet, body)
+        view.change_spec({"model": {"uri": HEALTHY_URI}}, name=NAME)
         await reach_canary_step(view, fleet, healthy)
         await eventually(
             lambda: view.status().get("stableRevision") == healthy,
