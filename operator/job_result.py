@@ -2,7 +2,8 @@
 
 Contract (docs/architecture.md): the Job's container writes a compact JSON (< 4096 bytes) to
 `/dev/termination-log`: `{"v": 1, "cached": bool, "chosen": ..., "before": {...}, "after": {...},
-"accuracy": {...}, "report": "..."}`, or `{"v": 1, "error": "..."}` on failure. With
+"accuracy": {...}, "gateInputs": "real"|"generated", "report": "..."}`, or `{"v": 1, "error": "..."}`
+on failure. With
 `terminationMessagePolicy: FallbackToLogsOnError` a crash leaves the tail of the log instead,
 which is not JSON: it becomes the error text.
 """
@@ -17,7 +18,7 @@ from modeldeploy.credentials import redact
 from modeldeploy.rollout import JobResult
 
 # Keys copied from the message into status.optimization (camelCase, as in the message).
-SUMMARY_KEYS = ("chosen", "before", "after", "accuracy", "report")
+SUMMARY_KEYS = ("chosen", "before", "after", "accuracy", "gateInputs", "report")
 MAX_ERROR_CHARS = 512
 
 

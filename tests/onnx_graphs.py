@@ -2,9 +2,12 @@
 
 - `transformer_block`: one pre-norm encoder block (attention + MLP): MatMul-heavy, like BERT/ViT layers.
 - `conv_net`: a small CNN classifier (Conv/Relu/pool/Gemm/Softmax), like the image models static int8 is for.
-- `outlier_matmul`: a MatMul whose weights hold one huge outlier, sliced away afterwards: per-tensor int8
-  maps every other weight to zero, so quantizing it destroys the output (the gate must reject it).
+- `outlier_matmul`: a MatMul whose input holds one huge feature: per-tensor int8 activations map every other
+  feature to zero, so quantizing it destroys the output (the gate must reject it, or keep it in float).
 - `weightless`: only element-wise ops, so there is nothing to prune (the pruning step raises).
+- `masked_encoder`: token ids and an attention mask (integer inputs with roles), like a sentence encoder.
+- `batch_mixing`: a dynamic first dimension that is not a batch (items change each other's outputs).
+- `recurrent_state`: a state with its batch second and a scalar input (no Triton batching; `.npz` data).
 """
 
 from __future__ import annotations
@@ -126,27 +129,33 @@ def conv_net(path: Path, width: int = 16, classes: int = 10, size: int = 32, see
     return _save(graph, path, opset=13)
 
 
-def outlier_matmul(path: Path, features: int = 64, seed: int = 0) -> Path:
-    """Input `x` [batch, features] → `y` [batch, features - 1]; weight [0, 0] is 1e4 times the rest."""
+def outlier_matmul(path: Path, features: int = 64, leading_layer: bool = False, seed: int = 0) -> Path:
+    """Input `x` [batch, features] → `y` [batch, features]: feature 0 is scaled by 1e4 before a MatMul that
+    barely reads it. Per-tensor int8 activations (ONNX Runtime's dynamic quantization) then map every other
+    feature to zero, so quantizing that MatMul destroys the output, whatever the weights' scales.
+    `leading_layer` puts an ordinary MatMul (`first`) in front, which quantizes well: keeping only the
+    outlier MatMul (`outlier`) in float is enough."""
     rng = np.random.default_rng(seed)
-    weights = (rng.standard_normal((features, features)) * 0.01).astype(np.float32)
-    weights[0, 0] = 100.0
+    scale = np.ones(features, np.float32)
+    scale[0] = 1e4
+    second = (rng.standard_normal((features, features)) / np.sqrt(features)).astype(np.float32)
+    second[0, :] *= 1e-5
     inits = [
-        numpy_helper.from_array(weights, "w"),
-        numpy_helper.from_array(np.array([1], np.int64), "starts"),
-        numpy_helper.from_array(np.array([features], np.int64), "ends"),
-        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        _weight(rng, "w_first", (features, features), 1.0 / np.sqrt(features)),
+        numpy_helper.from_array(scale, "scale"),
+        numpy_helper.from_array(second, "w_outlier"),
     ]
     nodes = [
-        helper.make_node("MatMul", ["x", "w"], ["full"]),
-        helper.make_node("Slice", ["full", "starts", "ends", "axes"], ["y"]),
+        *([helper.make_node("MatMul", ["x", "w_first"], ["h"], name="first")] if leading_layer else []),
+        helper.make_node("Mul", ["h" if leading_layer else "x", "scale"], ["scaled"], name="scale"),
+        helper.make_node("MatMul", ["scaled", "w_outlier"], ["y"], name="outlier"),
     ]
     graph = helper.make_graph(
         nodes,
         "outlier_matmul",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", features - 1])],
-        inits,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", features])],
+        inits if leading_layer else inits[1:],
     )
     return _save(graph, path)
 
@@ -182,5 +191,77 @@ def embedding_bag(path: Path, vocabulary: int = 50, width: int = 16, seed: int =
         [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "seq"])],
         [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", width])],
         inits,
+    )
+    return _save(graph, path)
+
+
+def masked_encoder(path: Path, vocabulary: int = 300, width: int = 16, seed: int = 0) -> Path:
+    """Inputs `input_ids` and `attention_mask` [batch, seq] int64 → `embedding` [batch, width]: token
+    embeddings averaged over the unmasked positions, then projected (a sentence encoder's shape and roles)."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        _weight(rng, "table", (vocabulary, width), 1.0),
+        _weight(rng, "projection", (width, width), 1.0 / np.sqrt(width)),
+        numpy_helper.from_array(np.array([1], np.int64), "seq_axis"),
+        numpy_helper.from_array(np.array([2], np.int64), "feature_axis"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["embedded"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask", "feature_axis"], ["mask3"]),
+        helper.make_node("Mul", ["embedded", "mask3"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "seq_axis"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask", "seq_axis"], ["count"], keepdims=1),
+        helper.make_node("Div", ["summed", "count"], ["mean"]),
+        helper.make_node("MatMul", ["mean", "projection"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "masked_encoder",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", width])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def batch_mixing(path: Path) -> Path:
+    """Input `x` [batch, 8] → `y` = x - mean over the batch: its first dimension is dynamic but not a batch
+    (items change each other's outputs), so Triton must not batch it."""
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "batch_axis")]
+    nodes = [
+        helper.make_node("ReduceMean", ["x", "batch_axis"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["x", "mean"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "batch_mixing",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        inits,
+    )
+    return _save(graph, path, opset=18)
+
+
+def recurrent_state(path: Path, width: int = 4) -> Path:
+    """Inputs `state` [2, batch, width] (a recurrent state: batch second) and `scale` (a scalar) → `next`
+    [2, batch, width] = tanh(state · W) · scale: no first batch dimension, so Triton must not batch it."""
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["state", "w"], ["mixed"]),
+            helper.make_node("Tanh", ["mixed"], ["squashed"]),
+            helper.make_node("Mul", ["squashed", "scale"], ["next"]),
+        ],
+        "recurrent_state",
+        [
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", width]),
+            helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+        ],
+        [helper.make_tensor_value_info("next", TensorProto.FLOAT, [2, "batch", width])],
+        [_weight(rng, "w", (width, width), 0.5)],
     )
     return _save(graph, path)

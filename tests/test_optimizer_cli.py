@@ -10,7 +10,12 @@ from pathlib import Path
 
 import onnx_graphs
 import pytest
-from optimizer_checks import assert_config_matches_model, read_report
+from optimizer_checks import (  # triton_proof: this module's repositories must load in Triton
+    assert_config_matches_model,
+    produced,
+    read_report,
+    triton_proof,  # noqa: F401
+)
 
 from modeldeploy.cli import main
 
@@ -57,7 +62,7 @@ def test_the_job_command_line_writes_repository_report_and_termination_message(
     assert config.instance_group[0].count == 2
     assert config.model_warmup
     assert not config.HasField("dynamic_batching")  # the spec leaves serving.dynamicBatching unset
-    assert read_report(tmp_path / "repo")["chosen"] == "int8-static"
+    assert read_report(produced(tmp_path / "repo"))["chosen"] == "int8-static"
 
     again = subprocess.run(
         command,
@@ -158,4 +163,4 @@ def test_pvc_uris_resolve_under_the_mount_root_as_the_job_mounts_them(
     assert json.loads(message_file.read_text())["report"] == f"{output}/report.json"
     repository = tmp_path / "store" / "prefix" / "default" / "demo" / "abc123"
     assert (repository / "cnn" / "1" / "model.onnx").is_file()
-    assert read_report(repository)["source"] == "pvc://models/cnn.onnx"
+    assert read_report(produced(repository))["source"] == "pvc://models/cnn.onnx"

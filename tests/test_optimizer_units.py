@@ -15,27 +15,21 @@ from tritonclient.grpc import model_config_pb2
 
 from modeldeploy.optimizer.accuracy import compare, cosine_similarity
 from modeldeploy.optimizer.errors import OptimizerInputError
+from modeldeploy.optimizer.generated import concrete_shape, generate, index_bounds
 from modeldeploy.optimizer.options import OptimizeOptions, options_from_spec, parse_input_shape
 from modeldeploy.optimizer.outcome import CandidateOutcome, Timing
 from modeldeploy.optimizer.report import complete_report, encode_summary, error_summary, summary
-from modeldeploy.optimizer.samples import (
-    augment,
-    batched,
-    concrete_shape,
-    generate,
-    index_bounds,
-    load_calibration,
-    split_held_out,
-)
+from modeldeploy.optimizer.samples import augment, batched, load_calibration, split_held_out
 from modeldeploy.optimizer.selection import (
     batch_sizes_to_measure,
     choose,
     choose_by_objective,
+    paired_ratio,
     preferred_batch_sizes,
 )
 from modeldeploy.optimizer.signature import ModelSignature, TensorSpec, load_onnx, signature_of
 from modeldeploy.optimizer.sources import fetch, local_path
-from modeldeploy.optimizer.tensorrt_engine import optimization_profiles, provider_options
+from modeldeploy.optimizer.tensorrt_engine import optimization_profiles, provider_options, version_problem
 from modeldeploy.optimizer.triton_config import ServingConfig, build_config, render_config
 
 IMAGE = TensorSpec("image", "float32", "TYPE_FP32", (None, 3, None, None))
@@ -289,7 +283,7 @@ def test_calibration_files_become_batch_one_samples(tmp_path: Path) -> None:
     samples = load_calibration(tmp_path, SIGNATURE, limit=10)
     assert [s["image"].shape for s in samples] == [(1, 3, 32, 32)] * 3
     assert len(load_calibration(tmp_path, SIGNATURE, limit=2)) == 2
-    calibration, held_out = split_held_out(samples, 1)
+    calibration, held_out = split_held_out(samples, 1, seed=0)
     assert len(calibration) == 2 and len(held_out) == 1
     assert batched(samples[0], 4)["image"].shape == (4, 3, 32, 32)
 
@@ -368,8 +362,9 @@ def _report() -> dict[str, Any]:
             "size_bytes": 250,
             "latency_ms_p50": 1.0,
             "throughput_per_s": 1000.0,
-            "accuracy": {"drop": 0.004, "cosine": 0.996, "top1_agreement": 1.0},
+            "accuracy": {"drop": 0.004, "cosine": 0.996, "min_cosine": 0.99, "top1_agreement": 1.0},
         },
+        "inputs": {"generated": True},
         "repository": {"config": "m/config.pbtxt", "model_file": "m/1/model.onnx"},
     }
 
@@ -382,7 +377,14 @@ def test_summary_follows_the_job_contract() -> None:
         "chosen": "int8-static",
         "before": {"sizeBytes": 1000, "latencyMs": 2.0, "throughput": 500.0},
         "after": {"sizeBytes": 250, "latencyMs": 1.0, "throughput": 1000.0},
-        "accuracy": {"drop": 0.004, "cosine": 0.996, "top1Agreement": 1.0, "maxAccuracyDrop": 0.01},
+        "accuracy": {
+            "drop": 0.004,
+            "cosine": 0.996,
+            "top1Agreement": 1.0,
+            "minCosine": 0.99,
+            "maxAccuracyDrop": 0.01,
+        },
+        "gateInputs": "generated",
         "report": "/storage/ns/name/rev/report.json",
     }
     assert len(encode_summary(summary(_report(), cached=True, location="x" * 10_000))) < 4096
@@ -456,3 +458,34 @@ def test_multi_input_calibration_comes_as_npz(tmp_path: Path) -> None:
     np.save(tmp_path / "b.npy", np.zeros((1, 8), np.float32))
     with pytest.raises(OptimizerInputError, match=r"b\.npy: the model has 2 inputs"):
         load_calibration(tmp_path, signature, limit=5)
+
+
+def _rounds(name: str, values: list[float], size: int) -> CandidateOutcome:
+    ordered = sorted(values)
+    timing = Timing(ordered[len(values) // 2], ordered[-1], 1000 / ordered[0], 1, len(values), tuple(values))
+    return CandidateOutcome(name, "kept", "", size_bytes=size, timing=timing)
+
+
+def test_paired_rounds_tell_a_consistent_slowdown_from_noise() -> None:
+    rng = np.random.default_rng(0)
+    load = rng.uniform(1.0, 3.0, 200)  # a noisy neighbour: every round's speed varies threefold
+    fast = [10.0 * factor for factor in load]
+    slower = [10.0 * factor * 1.12 for factor in load]  # 12% slower in every round
+    twin = [10.0 * factor * rng.uniform(0.98, 1.02) for factor in load]
+    # Unpaired, the spreads overlap completely; paired, the 12% is certain and the twin is a tie.
+    ratio = paired_ratio(_rounds("s", slower, 1).timing, _rounds("f", fast, 1).timing)  # type: ignore[arg-type]
+    assert 1.11 < ratio.low <= ratio.median <= ratio.high < 1.13
+    tie = paired_ratio(_rounds("t", twin, 1).timing, _rounds("f", fast, 1).timing)  # type: ignore[arg-type]
+    assert tie.low < 1.0 < tie.high  # the interval reflects the per-round noise, not one p50 ratio
+    candidates = [_rounds("original", fast, 100), _rounds("fp16", slower, 50), _rounds("int8", twin, 25)]
+    choice = choose_by_objective(candidates, baseline=candidates[0])
+    assert choice.winner.name == "int8"
+    assert "fp16" not in choice.explanation  # measurably slower: not among the equally fast
+
+
+def test_a_plan_must_match_the_serving_images_tensorrt() -> None:
+    assert version_problem("10.3.0.26") is None
+    assert version_problem("10.3") is None
+    problem = version_problem("10.13.2")
+    assert problem is not None and "serving image runs TensorRT 10.3" in problem
+    assert version_problem("8.6.1", serving="8.6") is None

@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="concrete shape for an input with dynamic dims (repeatable)",
     )
     parser.add_argument("--measure-seconds", type=float, help="time budget for timing candidates (3)")
-    parser.add_argument("--gate-samples", type=int, help="held-out inputs the accuracy gate uses (8)")
+    parser.add_argument("--gate-samples", type=int, help="held-out inputs the accuracy gate uses (64)")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime threads per session (0: all usable cores)")
     parser.add_argument(
         "--warmup", action="store_true", default=None, help="add model_warmup to config.pbtxt"
     )
@@ -115,6 +116,7 @@ def _options(args: argparse.Namespace) -> Any:
             "measure_batch_size",
             "measure_seconds",
             "gate_samples",
+            "threads",
             "warmup",
         )
         if getattr(args, key) is not None

@@ -1,15 +1,23 @@
 """The accuracy gate: a candidate's outputs versus the original's on the same held-out inputs. Pure numpy.
 
-Definitions (docs/optimizer.md repeats them):
-- cosine: per sample, the cosine similarity of the flattened output tensors; averaged over samples.
-  Where the original's output is all zeros (a detector on a blank image) the cosine is undefined; that
-  sample scores 1 - |candidate| / (mean |original| over the samples where it is not all zeros), clipped to
-  [0, 1]; when it is all zeros on every sample, only an all-zero candidate scores 1.
+Definitions (docs/optimizer.md repeats them), per output, over the gate samples:
+- cosine: per sample, the cosine similarity of the flattened output tensors; `cosine` is the mean over
+  samples, `min_cosine` the worst sample. Where the original's output is all zeros (a detector on a blank
+  image) the cosine is undefined; that sample scores 1 - |candidate| / (mean |original| over the samples
+  where it is not all zeros), clipped to [0, 1]; when it is all zeros on every sample, only an all-zero
+  candidate scores 1.
+- relative error (scale-aware; cosine ignores a changed scale): per sample |candidate - original| /
+  |original| (L2 norms; against the typical norm where the original is all zeros); `relative_error` is the
+  root mean square over samples, `max_relative_error` the worst sample. A rotation by cosine 1 - d with an
+  unchanged norm has a relative error of sqrt(2 d), so r counts as a drop of r^2 / 2.
 - top-1 agreement (class-like outputs only): the share of argmax positions along the last axis
   (one per sample, or one per time step for [N, T, C]) where candidate and original agree.
-- max abs error: the largest absolute difference seen (reported, not gated: it depends on the scale).
-- accuracy drop = max over outputs of max(1 - cosine, 1 - top-1 agreement). `--max-accuracy-drop D`
-  keeps a candidate only when its drop <= D. A non-finite output or a changed shape is a drop of 1.
+- max abs error: the largest absolute difference seen (reported only).
+- drop = max over outputs of max(1 - cosine, relative_error^2 / 2, 1 - top-1 agreement); worst-case drop
+  = max over outputs of max(1 - min_cosine, max_relative_error^2 / 2). `--max-accuracy-drop D` keeps a
+  candidate only when drop <= D and worst-case drop <= WORST_CASE_FACTOR * D, at batch 1 and, when the
+  model batches, again with the gate samples sent as batches (`batch`). A non-finite output or a changed
+  shape is a drop of 1.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 FLOAT_TOLERANCE = 1e-9
+# The worst gate sample may drop this many times the bound (0.01 → mean cosine ≥ 0.99, every sample ≥ 0.98).
+WORST_CASE_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -32,23 +42,34 @@ class OutputAccuracy:
     max_abs_error: float
     top1_agreement: float | None
     problem: str | None = None  # a non-finite value or shape change, when there is one
+    relative_error: float = 0.0
+    max_relative_error: float = 0.0
 
     @property
     def drop(self) -> float:
         if self.problem is not None:
             return 1.0
-        drops = [1.0 - self.cosine]
+        drops = [1.0 - self.cosine, self.relative_error**2 / 2]
         if self.top1_agreement is not None:
             drops.append(1.0 - self.top1_agreement)
         return max(0.0, *drops)
+
+    @property
+    def worst_drop(self) -> float:
+        if self.problem is not None:
+            return 1.0
+        return max(0.0, 1.0 - self.min_cosine, self.max_relative_error**2 / 2)
 
     def to_json(self) -> dict[str, object]:
         return {
             "cosine": round(self.cosine, 6),
             "min_cosine": round(self.min_cosine, 6),
+            "relative_error": round(self.relative_error, 6),
+            "max_relative_error": round(self.max_relative_error, 6),
             "max_abs_error": float(f"{self.max_abs_error:.6g}"),
             "top1_agreement": None if self.top1_agreement is None else round(self.top1_agreement, 6),
             "drop": round(self.drop, 6),
+            "worst_drop": round(self.worst_drop, 6),
             **({"problem": self.problem} if self.problem else {}),
         }
 
@@ -57,18 +78,42 @@ class OutputAccuracy:
 class AccuracyReport:
     outputs: tuple[OutputAccuracy, ...]
     samples: int
+    # The same comparison with the gate samples sent N at a time (None: the model does not batch).
+    batch: AccuracyReport | None = None
+    batch_size: int = 1
 
     @property
     def drop(self) -> float:
         return max((output.drop for output in self.outputs), default=0.0)
 
+    @property
+    def worst_drop(self) -> float:
+        return max((output.worst_drop for output in self.outputs), default=0.0)
+
     def passes(self, max_drop: float) -> bool:
         # Rounding in float64 cosines leaves ~1e-16 on identical outputs; that is not a drop.
-        return self.drop <= max_drop + FLOAT_TOLERANCE
+        alone = self.drop <= max_drop + FLOAT_TOLERANCE and (
+            self.worst_drop <= WORST_CASE_FACTOR * max_drop + FLOAT_TOLERANCE
+        )
+        return alone and (self.batch is None or self.batch.passes(max_drop))
+
+    def failure(self, max_drop: float) -> str:
+        """Which bound failed, with the figures (empty when it passes)."""
+        if self.drop > max_drop + FLOAT_TOLERANCE:
+            return f"accuracy drop {self.drop:.4g} exceeds {max_drop}"
+        if self.worst_drop > WORST_CASE_FACTOR * max_drop + FLOAT_TOLERANCE:
+            return f"worst-case drop {self.worst_drop:.4g} exceeds {WORST_CASE_FACTOR:g} x {max_drop}"
+        if self.batch is not None and not self.batch.passes(max_drop):
+            return f"at batch {self.batch_size}: {self.batch.failure(max_drop)}"
+        return ""
 
     @property
     def worst_cosine(self) -> float:
         return min((output.cosine for output in self.outputs), default=1.0)
+
+    @property
+    def min_cosine(self) -> float:
+        return min((output.min_cosine for output in self.outputs), default=1.0)
 
     @property
     def worst_top1(self) -> float | None:
@@ -76,12 +121,23 @@ class AccuracyReport:
         return min(values) if values else None
 
     def to_json(self) -> dict[str, object]:
+        batch = self.batch
         return {
             "drop": round(self.drop, 6),
+            "worst_drop": round(self.worst_drop, 6),
             "cosine": round(self.worst_cosine, 6),
+            "min_cosine": round(self.min_cosine, 6),
+            "relative_error": round(max((o.relative_error for o in self.outputs), default=0.0), 6),
             "top1_agreement": None if self.worst_top1 is None else round(self.worst_top1, 6),
             "samples": self.samples,
             "outputs": {output.name: output.to_json() for output in self.outputs},
+            "batch": None
+            if batch is None
+            else {
+                "batch_size": self.batch_size,
+                "drop": round(batch.drop, 6),
+                "worst_drop": round(batch.worst_drop, 6),
+            },
         }
 
 
@@ -96,14 +152,18 @@ def cosine_similarity(reference: npt.NDArray[Any], candidate: npt.NDArray[Any]) 
     return float(np.clip(np.dot(a, b) / (norm_a * norm_b), -1.0, 1.0))
 
 
-def _similarity(reference: npt.NDArray[Any], candidate: npt.NDArray[Any], typical_norm: float) -> float:
+def _similarity(
+    reference: npt.NDArray[Any], candidate: npt.NDArray[Any], typical_norm: float
+) -> tuple[float, float]:
+    """(cosine-like similarity, relative error) of one sample."""
+    difference = float(np.linalg.norm(candidate.astype(np.float64) - reference.astype(np.float64)))
     if np.any(reference):
-        return cosine_similarity(reference, candidate)
+        norm = float(np.linalg.norm(reference.astype(np.float64)))
+        return cosine_similarity(reference, candidate), difference / norm
     # Cosine is undefined against zeros: judge the candidate's magnitude against the output's usual scale.
-    magnitude = float(np.linalg.norm(candidate.astype(np.float64)))
     if typical_norm == 0.0:
-        return 1.0 if magnitude == 0.0 else 0.0
-    return max(0.0, 1.0 - magnitude / typical_norm)
+        return (1.0, 0.0) if difference == 0.0 else (0.0, 1.0)
+    return max(0.0, 1.0 - difference / typical_norm), difference / typical_norm
 
 
 def _compare_output(
@@ -113,6 +173,7 @@ def _compare_output(
     class_like: bool,
 ) -> OutputAccuracy:
     cosines: list[float] = []
+    relative: list[float] = []
     max_error = 0.0
     agree = total = 0
     norms = [float(np.linalg.norm(r.astype(np.float64))) for r in references]
@@ -124,7 +185,9 @@ def _compare_output(
             )
         if not np.all(np.isfinite(candidate.astype(np.float64))):
             return OutputAccuracy(name, 0.0, 0.0, float("inf"), None, "non-finite values (nan/inf)")
-        cosines.append(_similarity(reference, candidate, typical_norm))
+        similarity, error = _similarity(reference, candidate, typical_norm)
+        cosines.append(similarity)
+        relative.append(error)
         if reference.size:
             difference = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
             max_error = max(max_error, float(difference.max()))
@@ -139,6 +202,8 @@ def _compare_output(
         min_cosine=float(np.min(cosines)) if cosines else 1.0,
         max_abs_error=max_error,
         top1_agreement=top1,
+        relative_error=float(np.sqrt(np.mean(np.square(relative)))) if relative else 0.0,
+        max_relative_error=float(np.max(relative)) if relative else 0.0,
     )
 
 

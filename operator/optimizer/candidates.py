@@ -1,55 +1,21 @@
 """Building candidate models, one function per step. Each writes `target` from `source` or raises.
 
-The steps call ONNX Runtime's quantizer and graph optimizer, which break on real models in known ways
-(docs/optimizer.md, "Pitfalls"); the workarounds live here, next to the call they protect.
+The steps call ONNX Runtime's graph optimizer and fp16 converter, which break on real models in known ways
+(docs/optimizer.md, "Pitfalls"); the workarounds live here, next to the call they protect. The int8
+quantizers are in `quantizers.py`.
 """
 
 from __future__ import annotations
 
-import logging
-import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_dynamic,
-    quantize_static,
-)
 
-from modeldeploy.optimizer.measurement import open_session
-from modeldeploy.optimizer.samples import Sample
-from modeldeploy.optimizer.signature import onnx_opset
-
-# Per-channel DequantizeLinear (its `axis`) needs opset 13; PP-OCRv4 ships opset 11/12.
-PER_CHANNEL_MIN_OPSET = 13
-DYNAMIC_OP_TYPES = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
 PRUNABLE_OP_TYPES = {"Conv": 1, "ConvTranspose": 1, "MatMul": 1, "Gemm": 1}  # op → index of its weight input
-
-
-def _drop_quantizer_advice(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
-
-
-@contextmanager
-def _quantizer_advice_silenced() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs advice ("consider pre-processing", "axis out of range") through the
-    root logger on every call; the report already says what was done. Only its own records are dropped."""
-    root = logging.getLogger()
-    root.addFilter(_drop_quantizer_advice)
-    try:
-        yield
-    finally:
-        root.removeFilter(_drop_quantizer_advice)
 
 
 def _optimize_offline(source: Path, target: Path, level: ort.GraphOptimizationLevel) -> None:
@@ -71,74 +37,6 @@ def compile_onnxruntime(source: Path, target: Path) -> str:
     """The extended level adds fusions that use ONNX Runtime contrib ops (Triton's ONNX Runtime runs them)."""
     _optimize_offline(source, target, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     return "ONNX Runtime extended-level fusions, saved offline"
-
-
-def quantize_int8_dynamic(source: Path, target: Path) -> str:
-    """Dynamic int8 of MatMul/Gemm/attention/RNN weights only. Conv stays float: ONNX Runtime's default
-    op list also quantizes Conv, which crashes on graphs whose weights are not initializers."""
-    with _quantizer_advice_silenced():
-        quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=DYNAMIC_OP_TYPES,
-            extra_options={"MatMulConstBOnly": True},
-        )
-    return "int8 weights for MatMul/Gemm/Attention/LSTM/GRU, activations quantized at run time"
-
-
-class _SampleReader(CalibrationDataReader):  # type: ignore[misc]
-    def __init__(self, samples: Sequence[Sample]) -> None:
-        self._samples: Iterator[Sample] = iter(samples)
-
-    def get_next(self) -> Sample | None:
-        return next(self._samples, None)
-
-
-def _at_least_opset(source: Path, workdir: Path, opset: int) -> tuple[Path, str]:
-    model = onnx.load(str(source))
-    current = onnx_opset(model)
-    if current >= opset:
-        return source, ""
-    converted = onnx.version_converter.convert_version(model, opset)
-    path = workdir / f"opset{opset}.onnx"
-    onnx.save(converted, str(path))
-    return path, f"opset {current} converted to {opset} for per-channel scales; "
-
-
-def quantize_int8_static(source: Path, target: Path, calibration: Sequence[Sample]) -> str:
-    """Static QDQ int8 with MinMax calibration: per-channel weights (after raising the opset to 13 when
-    needed); if that cannot be written or loaded, per-tensor weights on the original opset."""
-    if not calibration:
-        raise ValueError("static quantization needs calibration samples")
-    with tempfile.TemporaryDirectory(prefix="int8-static-") as scratch:
-        notes = ""
-        try:
-            upgraded, notes = _at_least_opset(source, Path(scratch), PER_CHANNEL_MIN_OPSET)
-            _quantize_static(upgraded, target, calibration, per_channel=True)
-            open_session(target, ["CPUExecutionProvider"])
-            return notes + f"QDQ int8, per-channel weights, MinMax calibration on {len(calibration)} samples"
-        except Exception as error:  # the quantizer and the converter raise many types on real graphs
-            first_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
-        _quantize_static(source, target, calibration, per_channel=False)
-        return (
-            f"QDQ int8, per-tensor weights, MinMax calibration on {len(calibration)} samples "
-            f"(per-channel failed: {first_error})"
-        )
-
-
-def _quantize_static(source: Path, target: Path, calibration: Sequence[Sample], per_channel: bool) -> None:
-    with _quantizer_advice_silenced():
-        quantize_static(
-            str(source),
-            str(target),
-            _SampleReader(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
 
 
 def convert_fp16(source: Path, target: Path) -> str:
@@ -197,14 +95,66 @@ def prune_magnitude(source: Path, target: Path, sparsity: float) -> str:
     return f"magnitude pruning: {zeroed / total:.1%} of {total} weights are zero (target {sparsity:.0%})"
 
 
+def external_data_files(path: Path) -> list[str]:
+    """The external-data files a model refers to, relative to its folder."""
+    model = onnx.load(str(path), load_external_data=False)
+    tensors = list(model.graph.initializer) + [
+        attribute.t for node in model.graph.node for attribute in node.attribute if attribute.HasField("t")
+    ]
+    return sorted(
+        {
+            entry.value
+            for tensor in tensors
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    )
+
+
 def file_size(path: Path) -> int:
     """Bytes of the model file plus any external-data files next to it."""
-    model = onnx.load(str(path), load_external_data=False)
-    external = {
-        entry.value
-        for init in model.graph.initializer
-        if init.data_location == onnx.TensorProto.EXTERNAL
-        for entry in init.external_data
-        if entry.key == "location"
-    }
-    return path.stat().st_size + sum((path.parent / name).stat().st_size for name in external)
+    extra = sum((path.parent / name).stat().st_size for name in external_data_files(path))
+    return path.stat().st_size + extra
+
+
+def _scalar(value: onnx.ValueInfoProto) -> bool:
+    tensor = value.type.tensor_type
+    return value.type.HasField("tensor_type") and tensor.HasField("shape") and not tensor.shape.dim
+
+
+def scalars_as_one_element(source: Path, target: Path) -> list[str]:
+    """Rewrite scalar graph inputs and outputs as shape [1] (a Reshape at each edge), since Triton serves no
+    scalar in a model that does not batch. Exact: values are unchanged. Returns the names rewritten."""
+    model = onnx.load(str(source))
+    graph = model.graph
+    renamed: list[str] = []
+    one, empty = "modeldeploy_shape_1", "modeldeploy_shape_scalar"
+    added = []
+    for value in graph.input:
+        if _scalar(value):
+            inner = f"{value.name}__scalar"
+            for node in graph.node:
+                node.input[:] = [inner if name == value.name else name for name in node.input]
+            added.append(onnx.helper.make_node("Reshape", [value.name, empty], [inner]))
+            value.type.tensor_type.shape.dim.add().dim_value = 1
+            renamed.append(value.name)
+    for value in graph.output:
+        if _scalar(value):
+            inner = f"{value.name}__scalar"
+            for node in graph.node:
+                node.output[:] = [inner if name == value.name else name for name in node.output]
+            graph.node.append(onnx.helper.make_node("Reshape", [inner, one], [value.name]))
+            value.type.tensor_type.shape.dim.add().dim_value = 1
+            renamed.append(value.name)
+    if renamed:
+        for node in reversed(added):
+            graph.node.insert(0, node)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array([1], np.int64), one),
+                numpy_helper.from_array(np.zeros(0, np.int64), empty),
+            ]
+        )
+    onnx.save(model, str(target))
+    return renamed

@@ -6,6 +6,7 @@ so a noisy neighbour on a shared machine slows all of them alike and the ratios 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,10 +31,29 @@ def execution_providers() -> list[str]:
     return [*preferred, "CPUExecutionProvider"]
 
 
-def open_session(path: Path, providers: Sequence[str] | None = None) -> ort.InferenceSession:
+def default_threads() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """Fixed thread counts and no spinning: candidates take turns on the same cores, and a session whose
+    threads keep spinning after its run would steal time from the next one and bias the comparison."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # ONNX Runtime's warnings about unused initializers are noise here
-    return ort.InferenceSession(str(path), options, providers=list(providers or execution_providers()))
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def open_session(
+    path: Path, providers: Sequence[str] | None = None, threads: int = 0
+) -> ort.InferenceSession:
+    return ort.InferenceSession(
+        str(path), session_options(threads), providers=list(providers or execution_providers())
+    )
 
 
 def run_all(session: ort.InferenceSession, samples: Sequence[Sample]) -> list[list[npt.NDArray[Any]]]:
@@ -67,6 +87,7 @@ def time_side_by_side(
             throughput_per_s=float(items_per_run * len(values) / values.sum()),
             batch_size=items_per_run,
             runs=len(values),
+            rounds=tuple(float(value) * 1000 for value in values),
         )
     return timings
 

@@ -46,8 +46,10 @@ class OptimizeOptions:
     measure_batch_size: int = 1
     # Rough wall-clock budget for latency measurement of all candidates together.
     measure_seconds: float = 3.0
-    # Held-out inputs the accuracy gate compares on.
-    gate_samples: int = 8
+    # ONNX Runtime intra-op threads per session (0: the cores this process may use).
+    threads: int = 0
+    # Held-out inputs the accuracy gate compares on (with calibration data: at most half of it).
+    gate_samples: int = 64
 
 
 def _problem(path: str, message: str) -> OptimizerInputError:
@@ -180,6 +182,7 @@ def check_options(options: OptimizeOptions) -> OptimizeOptions:
     _number(options.max_accuracy_drop, "--max-accuracy-drop", 0.0, 1.0, high_inclusive=False)
     _integer(options.max_batch_size, "--max-batch-size", 0, 1 << 16)
     _integer(options.measure_batch_size, "--batch-size", 1, 1 << 16)
+    _integer(options.threads, "--threads", 0, 1024)
     if options.max_batch_size and options.measure_batch_size > options.max_batch_size:
         raise _problem(
             "--batch-size",

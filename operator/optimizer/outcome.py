@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # keeps this module (and report.py, which the CLI imports eagerly) free of numpy
     from modeldeploy.optimizer.accuracy import AccuracyReport
@@ -21,6 +22,8 @@ class Timing:
     throughput_per_s: float  # items (batch elements) per second, one request at a time
     batch_size: int
     runs: int
+    # Milliseconds per round, in round order: candidates timed together are paired round by round.
+    rounds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class CandidateOutcome:
     timing: Timing | None = None
     # Which candidate this one was built from ("original" for the input model itself).
     base: str | None = None
+    # What a search step tried and decided (int8: plans tried, nodes kept in float and why).
+    details: Mapping[str, Any] | None = None
 
     def with_reason(self, reason: str) -> CandidateOutcome:
         return replace(self, reason=reason)
@@ -50,4 +55,5 @@ class CandidateOutcome:
             "latency_ms_p99": None if timing is None else round(timing.latency_ms_p99, 4),
             "throughput_per_s": None if timing is None else round(timing.throughput_per_s, 2),
             "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
+            **({"search": dict(self.details)} if self.details is not None else {}),
         }

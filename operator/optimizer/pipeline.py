@@ -10,20 +10,25 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
 from modeldeploy.optimizer import candidates as steps
-from modeldeploy.optimizer import sources, tensorrt_engine
-from modeldeploy.optimizer.accuracy import AccuracyReport, compare
+from modeldeploy.optimizer import gate_inputs, quantization, sources, tensorrt_engine
 from modeldeploy.optimizer.errors import OptimizerInputError
+from modeldeploy.optimizer.generated import index_bounds
+from modeldeploy.optimizer.judging import (
+    Log,
+    Run,
+    all_zero_notes,
+    batch_check,
+    log_to_stderr,
+    short_error,
+)
 from modeldeploy.optimizer.measurement import (
     execution_providers,
     open_session,
@@ -33,7 +38,7 @@ from modeldeploy.optimizer.measurement import (
     time_side_by_side,
 )
 from modeldeploy.optimizer.options import OptimizeOptions
-from modeldeploy.optimizer.outcome import CandidateOutcome, Status
+from modeldeploy.optimizer.outcome import CandidateOutcome
 from modeldeploy.optimizer.report import (
     REPORT_NAME,
     build_report,
@@ -41,29 +46,12 @@ from modeldeploy.optimizer.report import (
     read_local_report,
     summary,
 )
-from modeldeploy.optimizer.samples import (
-    Sample,
-    augment,
-    batched,
-    generate,
-    index_bounds,
-    load_calibration,
-    probe_shapes,
-    split_held_out,
-)
+from modeldeploy.optimizer.samples import Sample, batched
 from modeldeploy.optimizer.selection import batch_sizes_to_measure, choose, preferred_batch_sizes
 from modeldeploy.optimizer.signature import ModelSignature, class_like_outputs, load_onnx, signature_of
 from modeldeploy.optimizer.triton_config import PLATFORMS, ServingConfig, build_config, render_config
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-# The ops int8-dynamic quantizes: it fits a graph only if the graph has some.
-DYNAMIC_QUANT_OPS = frozenset(steps.DYNAMIC_OP_TYPES)
-STATIC_QUANT_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
-Log = Callable[[str], None]
-
-
-def log_to_stderr(line: str) -> None:
-    print(f"[optimize] {line}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -98,159 +86,7 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text[:300]}"
-
-
-@dataclass
-class _Run:
-    """The state one optimization run shares between its steps."""
-
-    options: OptimizeOptions
-    work: Path
-    signature: ModelSignature
-    held_out: list[Sample]
-    reference: list[list[Any]]
-    class_like: frozenset[str]
-    log: Log
-    feed: Sample  # what candidates are timed on (held-out sample 0 at the measured batch size)
-    shapes: dict[str, tuple[int, ...]]  # batch-1 input shapes used throughout
-    max_batch: int  # Triton's max_batch_size (0: no batching)
-    notes: list[str]
-    sessions: dict[str, ort.InferenceSession]
-
-    def gate(self, session: ort.InferenceSession) -> AccuracyReport:
-        names = [spec.name for spec in self.signature.outputs]
-        return compare(names, self.reference, run_all(session, self.held_out), self.class_like)
-
-    def judge(
-        self, name: str, base: str | None, path: Path, note: str, session: ort.InferenceSession
-    ) -> CandidateOutcome:
-        """Gate a loaded candidate: kept (and its session remembered for timing) or rejected."""
-        try:
-            accuracy = self.gate(session)
-        except Exception as error:
-            self.log(f"{name}: failed: running it: {_short(error)}")
-            return CandidateOutcome(name, "failed", f"running it failed: {_short(error)}", base=base)
-        bound = self.options.max_accuracy_drop
-        figures = f"cosine {accuracy.worst_cosine:.4f}" + (
-            f", top-1 agreement {accuracy.worst_top1:.4f}" if accuracy.worst_top1 is not None else ""
-        )
-        status: Status
-        if accuracy.passes(bound):
-            status, reason = "kept", f"{note}; accuracy drop {accuracy.drop:.4g} <= {bound} ({figures})"
-            self.sessions[name] = session
-        else:
-            status, reason = (
-                "rejected",
-                f"{note}; accuracy drop {accuracy.drop:.4g} exceeds {bound} ({figures})",
-            )
-        size = path.stat().st_size if path.suffix == ".plan" else steps.file_size(path)
-        outcome = CandidateOutcome(name, status, reason, path, size, accuracy, base=base)
-        self.log(f"{name}: {status}: {reason}")
-        return outcome
-
-    def try_step(
-        self, name: str, base: CandidateOutcome, build: Callable[[Path, Path], str]
-    ) -> CandidateOutcome:
-        if base.path is None:
-            raise ValueError(f"{base.name} has no model file")
-        target = self.work / f"{name}.onnx"
-        self.log(f"{name}: building from {base.name}")
-        try:
-            note = build(base.path, target)
-        except Exception as error:  # real graphs break quantizers in many ways: record and go on
-            self.log(f"{name}: failed: {_short(error)}")
-            return CandidateOutcome(name, "failed", _short(error), base=base.name)
-        try:
-            session = open_session(target)
-        except Exception as error:
-            reason = f"ONNX Runtime cannot load the result: {_short(error)}"
-            self.log(f"{name}: failed: {reason}")
-            return CandidateOutcome(name, "failed", reason, base=base.name)
-        return self.judge(name, base.name, target, note, session)
-
-
-def _runs(session: ort.InferenceSession, sample: Sample) -> bool:
-    try:
-        session.run(None, sample)
-    except Exception:
-        return False
-    return True
-
-
-def _prepare_inputs(
-    options: OptimizeOptions,
-    signature: ModelSignature,
-    bounds: dict[str, int],
-    session: ort.InferenceSession,
-    work: Path,
-) -> tuple[list[Sample], list[Sample], dict[str, Any], list[str]]:
-    notes: list[str] = []
-    if options.calibration_uri:
-        data = sources.fetch(options.calibration_uri, work / "calibration")
-        real = load_calibration(data, signature, limit=options.calibration_samples + options.gate_samples)
-        calibration, held_out = split_held_out(real, options.gate_samples)
-        if len(real) < 2:
-            notes.append(
-                "one calibration sample only: the gate judges on the input the quantizer calibrated on"
-            )
-        extra = augment(calibration, signature, count=len(calibration), seed=7)
-        for index, sample in enumerate(held_out):
-            if not _runs(session, sample):
-                raise OptimizerInputError(
-                    f"{options.calibration_uri}: the model does not run on held-out sample {index}"
-                )
-        info = {
-            "source": options.calibration_uri,
-            "real_samples": len(calibration),
-            "augmented_samples": len(extra),
-            "calibration_samples": len(calibration) + len(extra),
-            "held_out_samples": len(held_out),
-            "shapes": {name: list(array.shape) for name, array in held_out[0].items()},
-        }
-        return calibration + extra, held_out, info, notes
-    shapes = probe_shapes(signature, options.input_shapes, lambda sample: _runs(session, sample), bounds)
-    calibration = generate(signature, shapes, options.calibration_samples, seed=11, bounds=bounds)
-    held_out = generate(signature, shapes, options.gate_samples, seed=23, bounds=bounds)
-    notes.append(
-        "no calibration data: calibration and gate inputs were generated from the model's input shapes; "
-        "pass real samples (optimization.calibration.uri) for a gate that reflects real inputs"
-    )
-    info = {
-        "source": "generated",
-        "real_samples": 0,
-        "augmented_samples": 0,
-        "calibration_samples": len(calibration),
-        "held_out_samples": len(held_out),
-        "shapes": {name: list(shape) for name, shape in shapes.items()},
-    }
-    return calibration, held_out, info, notes
-
-
-def _quantization_steps(
-    options: OptimizeOptions, signature: ModelSignature, calibration: list[Sample]
-) -> list[tuple[str, Callable[[Path, Path], str]]]:
-    every: dict[str, Callable[[Path, Path], str]] = {
-        "int8-dynamic": steps.quantize_int8_dynamic,
-        "int8-static": lambda source, target: steps.quantize_int8_static(source, target, calibration),
-        "fp16": steps.convert_fp16,
-    }
-    if options.quantization == "none":
-        return []
-    if options.quantization != "auto":
-        return [(options.quantization, every[options.quantization])]
-    fitting = []
-    if signature.op_types & DYNAMIC_QUANT_OPS:
-        fitting.append("int8-dynamic")
-    if signature.op_types & STATIC_QUANT_OPS:
-        fitting.append("int8-static")
-    fitting.append("fp16")
-    return [(name, every[name]) for name in fitting]
-
-
-def _measure(run: _Run, outcomes: list[CandidateOutcome], budget_s: float) -> list[CandidateOutcome]:
+def _measure(run: Run, outcomes: list[CandidateOutcome], budget_s: float) -> list[CandidateOutcome]:
     """Time every kept candidate side by side (they share the rounds, so ratios are fair)."""
     names = [o.name for o in outcomes if o.status == "kept" and o.name in run.sessions]
     items = next(iter(run.feed.values())).shape[0] if run.feed else 1
@@ -259,7 +95,7 @@ def _measure(run: _Run, outcomes: list[CandidateOutcome], budget_s: float) -> li
     return [replace(o, timing=timings[o.name]) if o.name in timings else o for o in outcomes]
 
 
-def _compile(run: _Run, chosen: CandidateOutcome) -> CandidateOutcome:
+def _compile(run: Run, chosen: CandidateOutcome) -> CandidateOutcome:
     options = run.options
     if options.compile_target == "onnxruntime":
         return run.try_step("compiled-onnxruntime", chosen, steps.compile_onnxruntime)
@@ -286,7 +122,7 @@ def _compile(run: _Run, chosen: CandidateOutcome) -> CandidateOutcome:
         )
         note = tensorrt_engine.build_engine(chosen.path, plan, profiles, precision)
     except Exception as error:
-        return CandidateOutcome(name, "failed", _short(error), base=chosen.name)
+        return CandidateOutcome(name, "failed", short_error(error), base=chosen.name)
     return run.judge(name, chosen.name, plan, note, session)
 
 
@@ -301,7 +137,7 @@ def _cached(request: OptimizeRequest, output_dir: Path | None) -> dict[str, Any]
 
 
 def _build_candidates(
-    run: _Run, original: CandidateOutcome, calibration: list[Sample]
+    run: Run, original: CandidateOutcome, calibration: list[Sample], generated: bool
 ) -> tuple[list[CandidateOutcome], int]:
     """Every candidate, gated. Returns them and the index of the first one allowed to ship."""
     options = run.options
@@ -319,13 +155,23 @@ def _build_candidates(
             base, eligible_from = pruned, len(outcomes) - 1
         else:
             run.notes.append(f"pruning to {sparsity:.0%} did not pass the gate; the model ships unpruned")
-    for step_name, build in _quantization_steps(options, run.signature, calibration):
-        outcomes.append(run.try_step(step_name, base, build))
+    for step_name, skipped in quantization.steps_to_try(options, run.signature, generated):
+        if skipped is not None:
+            outcomes.append(CandidateOutcome(step_name, "skipped", skipped, base=base.name))
+        else:
+            # Keeping nodes in float is worth its recalibrations while no int8 candidate passed and halved.
+            refine = not any(
+                o.name.startswith("int8")
+                and o.status == "kept"
+                and 2 * (o.size_bytes or 0) <= (base.size_bytes or 0)
+                for o in outcomes
+            )
+            outcomes.append(quantization.build(run, step_name, base, calibration, refine=refine))
     return outcomes, eligible_from
 
 
 def _choose_and_compile(
-    run: _Run, outcomes: list[CandidateOutcome], eligible_from: int
+    run: Run, outcomes: list[CandidateOutcome], eligible_from: int
 ) -> tuple[list[CandidateOutcome], CandidateOutcome, str]:
     """Time the kept candidates, choose, compile when asked. Returns (outcomes, chosen, explanation)."""
     options = run.options
@@ -351,7 +197,7 @@ def _choose_and_compile(
 
 
 def _preferred_batch_sizes(
-    run: _Run, chosen: CandidateOutcome, sample: Sample, batching: bool
+    run: Run, chosen: CandidateOutcome, sample: Sample, batching: bool
 ) -> tuple[list[int], dict[int, float]]:
     """The spec's preferred batch sizes, or ones chosen from the shipped model's measured throughput."""
     options = run.options
@@ -365,6 +211,60 @@ def _preferred_batch_sizes(
     budget = max(options.measure_seconds / 2, 0.2)
     throughput = throughput_by_batch_size(run.sessions[chosen.name], sample, sizes, budget)
     return preferred_batch_sizes(throughput), throughput
+
+
+def _start_run(
+    request: OptimizeRequest, work: Path, log: Log
+) -> tuple[Run, Path, ort.InferenceSession, gate_inputs.GateInputs]:
+    """Load the model, prepare the gate's inputs, run the original on them, decide whether it batches."""
+    options = request.options
+    model_path, model = load_onnx(sources.fetch(request.model_uri, work / "source"))
+    signature = signature_of(model, model_path)
+    try:
+        session = open_session(model_path, threads=options.threads)
+    except Exception as error:
+        raise OptimizerInputError(
+            f"{request.model_uri}: ONNX Runtime cannot load the model: {short_error(error)}"
+        ) from None
+    inputs = gate_inputs.prepare(options, signature, index_bounds(model), session, work)
+    notes = inputs.notes
+    shapes = {key: tuple(value) for key, value in inputs.info["shapes"].items()}
+    batching = signature.has_batch_dimension and options.max_batch_size > 0
+    if options.max_batch_size > 0 and not signature.has_batch_dimension:
+        notes.append(
+            "not every input and output has a dynamic first (batch) dimension: Triton batching is off "
+            "(max_batch_size 0)"
+        )
+    names = [spec.name for spec in signature.outputs]
+    groups, original_batch = batch_check(
+        session, inputs.held_out, options.max_batch_size if batching else 0, names
+    )
+    if original_batch is not None and not original_batch.passes(0.0001):
+        notes.append(
+            f"the original model gives different outputs for a batch of {max(map(len, groups))} than for "
+            f"the same inputs one at a time (drop {original_batch.drop:.3g}): its first dimension is not a "
+            "batch; Triton batching is off (max_batch_size 0)"
+        )
+        batching, groups = False, []
+    batch_size = options.measure_batch_size if batching else 1
+    log(f"{request.model_uri}: {len(signature.inputs)} inputs, opset {signature.opset}, shapes {shapes}")
+    reference = run_all(session, inputs.held_out)
+    notes.extend(all_zero_notes(signature, reference))
+    run = Run(
+        options=options,
+        work=work,
+        signature=signature,
+        held_out=inputs.held_out,
+        reference=reference,
+        class_like=class_like_outputs(model, signature),
+        log=log,
+        feed=batched(inputs.held_out[0], batch_size) if batching else inputs.held_out[0],
+        shapes=shapes,
+        max_batch=options.max_batch_size if batching else 0,
+        notes=notes,
+        groups=groups,
+    )
+    return run, model_path, session, inputs
 
 
 def optimize(request: OptimizeRequest, log: Log = log_to_stderr) -> OptimizeResult:
@@ -386,46 +286,13 @@ def optimize(request: OptimizeRequest, log: Log = log_to_stderr) -> OptimizeResu
 
     with tempfile.TemporaryDirectory(prefix="modeldeploy-optimize-") as scratch:
         work = Path(scratch)
-        model_path, model = load_onnx(sources.fetch(request.model_uri, work / "source"))
-        signature = signature_of(model, model_path)
-        try:
-            original_session = open_session(model_path)
-        except Exception as error:
-            raise OptimizerInputError(
-                f"{request.model_uri}: ONNX Runtime cannot load the model: {_short(error)}"
-            ) from None
-        calibration, held_out, inputs_info, notes = _prepare_inputs(
-            options, signature, index_bounds(model), original_session, work
-        )
-        shapes = {key: tuple(value) for key, value in inputs_info["shapes"].items()}
-        batching = signature.has_batch_dimension and options.max_batch_size > 0
-        if options.max_batch_size > 0 and not signature.has_batch_dimension:
-            notes.append("the model has a fixed first dimension: Triton batching is off (max_batch_size 0)")
+        run, model_path, original_session, inputs = _start_run(request, work, log)
+        calibration, held_out, notes = inputs.calibration, inputs.held_out, run.notes
+        batching, shapes = run.max_batch > 0, run.shapes
         batch_size = options.measure_batch_size if batching else 1
-        log(f"{request.model_uri}: {len(signature.inputs)} inputs, opset {signature.opset}, shapes {shapes}")
-
-        run = _Run(
-            options=options,
-            work=work,
-            signature=signature,
-            held_out=held_out,
-            reference=run_all(original_session, held_out),
-            class_like=class_like_outputs(model, signature),
-            log=log,
-            feed=batched(held_out[0], batch_size) if batching else held_out[0],
-            shapes=shapes,
-            max_batch=options.max_batch_size if batching else 0,
-            notes=notes,
-            sessions={},
-        )
-        for index, spec in enumerate(signature.outputs):
-            if not any(np.any(sample[index]) for sample in run.reference):
-                notes.append(
-                    f"output {spec.name!r} is all zeros on every gate input: the gate cannot tell candidates "
-                    "apart on it (only exact zeros pass); give real calibration data"
-                )
+        inputs_info = inputs.info
         original = run.judge("original", None, model_path, "the input model, unchanged", original_session)
-        outcomes, eligible_from = _build_candidates(run, original, calibration)
+        outcomes, eligible_from = _build_candidates(run, original, calibration, inputs.generated)
         outcomes, chosen, explanation = _choose_and_compile(run, outcomes, eligible_from)
         preferred, throughput = _preferred_batch_sizes(run, chosen, held_out[0], batching)
         model_format = "plan" if chosen.path is not None and chosen.path.suffix == ".plan" else "onnx"
@@ -438,11 +305,11 @@ def optimize(request: OptimizeRequest, log: Log = log_to_stderr) -> OptimizeResu
             instance_count=options.instance_count,
             warmup_shapes=shapes if options.warmup else None,
         )
-        config_text = render_config(build_config(name, model_format, signature, serving))
+        config_text = render_config(build_config(name, model_format, run.signature, serving))
 
         staging = output_dir if output_dir is not None else work / "repository"
         repository = {"config": f"{name}/config.pbtxt", "model_file": f"{name}/1/model.{model_format}"}
-        _write_repository(staging, name, chosen, config_text, repository)
+        write_repository(staging, name, chosen, config_text, repository, signature=run.signature)
         report = build_report(
             model=name,
             source=request.model_uri,
@@ -480,8 +347,14 @@ def optimize(request: OptimizeRequest, log: Log = log_to_stderr) -> OptimizeResu
         return OptimizeResult(report, False, location)
 
 
-def _write_repository(
-    staging: Path, name: str, chosen: CandidateOutcome, config_text: str, repository: dict[str, str]
+def write_repository(
+    staging: Path,
+    name: str,
+    chosen: CandidateOutcome,
+    config_text: str,
+    repository: dict[str, str],
+    *,
+    signature: ModelSignature | None = None,
 ) -> None:
     if chosen.path is None:
         raise ValueError(f"the chosen candidate {chosen.name} has no model file")
@@ -492,4 +365,17 @@ def _write_repository(
     model_file = staging / repository["model_file"]
     model_file.parent.mkdir(parents=True)
     shutil.copyfile(chosen.path, model_file)
+    if (
+        signature is not None
+        and chosen.path.suffix == ".onnx"
+        and any(not spec.dims for spec in signature.inputs + signature.outputs)
+    ):
+        steps.scalars_as_one_element(chosen.path, model_file)
+    if chosen.path.suffix == ".onnx":
+        # External data files travel with the model, at the same relative place (Triton's ONNX Runtime
+        # backend reads them next to model.onnx).
+        for relative in steps.external_data_files(chosen.path):
+            target = model_file.parent / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(chosen.path.parent / relative, target)
     (staging / repository["config"]).write_text(config_text, encoding="utf-8")

@@ -1,7 +1,7 @@
 """report.json (everything the optimizer did and why) and the compact Job summary the operator reads.
 
 Layout of report.json is documented in docs/optimizer.md. The summary follows docs/architecture.md:
-`{"v": 1, "cached", "chosen", "before", "after", "accuracy", "report"}` in under 4096 bytes.
+`{"v": 1, "cached", "chosen", "before", "after", "accuracy", "gateInputs", "report"}` in under 4096 bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.optimizer.outcome import CandidateOutcome
+from modeldeploy.optimizer.selection import paired_ratio
 
 REPORT_NAME = "report.json"
 SUMMARY_LIMIT_BYTES = 4096
@@ -63,14 +64,17 @@ def build_report(
         "source": source,
         "chosen": chosen.name,
         "explanation": explanation,
-        "objective": "lowest p50 latency at the measured batch size (5% noise band), then smallest size",
+        "objective": (
+            "smallest candidate not measurably slower than the fastest (95% interval of the paired latency "
+            "ratio at the measured batch size within 5%) nor than the original"
+        ),
         "max_accuracy_drop": max_accuracy_drop,
         "baseline": figures(baseline),
         "after": {
             **figures(chosen),
             "accuracy": None if chosen.accuracy is None else chosen.accuracy.to_json(),
         },
-        "candidates": [candidate.to_json() for candidate in candidates],
+        "candidates": [_with_ratio(candidate, baseline) for candidate in candidates],
         "inputs": dict(inputs),
         "triton": dict(triton),
         "repository": dict(repository),
@@ -78,6 +82,14 @@ def build_report(
         "tools": tool_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _with_ratio(candidate: CandidateOutcome, baseline: CandidateOutcome) -> dict[str, Any]:
+    """The candidate's JSON with its latency ratio to the original, paired round by round."""
+    entry = candidate.to_json()
+    if candidate.timing is not None and baseline.timing is not None:
+        entry["latency_ratio_vs_original"] = paired_ratio(candidate.timing, baseline.timing).to_json()
+    return entry
 
 
 def _camel_figures(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,8 +114,11 @@ def summary(report: Mapping[str, Any], *, cached: bool, location: str) -> dict[s
             "drop": accuracy.get("drop"),
             "cosine": accuracy.get("cosine"),
             "top1Agreement": accuracy.get("top1_agreement"),
+            "minCosine": accuracy.get("min_cosine"),
             "maxAccuracyDrop": report.get("max_accuracy_drop"),
         },
+        # Whether the gate judged on real samples or on inputs generated from the model's shapes.
+        "gateInputs": "generated" if (report.get("inputs") or {}).get("generated") else "real",
         "report": location,
     }
     if len(encode_summary(message)) > SUMMARY_LIMIT_BYTES:

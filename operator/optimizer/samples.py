@@ -7,110 +7,21 @@ Real data matters: a gate on generated inputs cannot see what a model does to re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 
 from modeldeploy.optimizer.errors import OptimizerInputError
 from modeldeploy.optimizer.signature import ModelSignature, TensorSpec
 
 Sample = dict[str, npt.NDArray[Any]]
 
-# Tried in order for dynamic non-batch dimensions until the model runs (PP-OCRv4 det needs multiples of 32).
-PROBE_SIZES = (64, 32, 96, 128, 224, 48, 16, 8, 1)
-
 
 def is_image_like(spec: TensorSpec) -> bool:
     """NCHW float input with 1 or 3 channels: flips, crops and noise keep such a sample plausible."""
     return len(spec.dims) == 4 and spec.dtype.startswith("float") and spec.dims[1] in (1, 3)
-
-
-def concrete_shape(spec: TensorSpec, fill: int, overrides: Mapping[str, tuple[int, ...]]) -> tuple[int, ...]:
-    """The shape of one batch-1 sample: `overrides` first, then static dims, dynamic ones set to `fill`."""
-    if spec.name in overrides:
-        shape = overrides[spec.name]
-        if len(shape) != len(spec.dims):
-            raise OptimizerInputError(
-                f"--input-shape {spec.name}: model input has rank {len(spec.dims)}, got {len(shape)} dims"
-            )
-        for index, (given, static) in enumerate(zip(shape, spec.dims, strict=True)):
-            if static is not None and given != static:
-                raise OptimizerInputError(
-                    f"--input-shape {spec.name}: dim {index} is fixed to {static} in the model, got {given}"
-                )
-        return shape
-    return tuple((1 if index == 0 else fill) if dim is None else dim for index, dim in enumerate(spec.dims))
-
-
-def index_bounds(model: onnx.ModelProto) -> dict[str, int]:
-    """Upper bounds for integer inputs used as Gather indices into a constant table (token ids)."""
-    tables = {init.name: init.dims[0] for init in model.graph.initializer if init.dims}
-    bounds: dict[str, int] = {}
-    for node in model.graph.node:
-        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in tables:
-            bounds[node.input[1]] = min(bounds.get(node.input[1], 1 << 62), tables[node.input[0]])
-    return bounds
-
-
-def _generated_tensor(
-    spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator, bound: int | None
-) -> npt.NDArray[Any]:
-    if spec.dtype == "bool":
-        return rng.random(shape) < 0.5
-    if not spec.dtype.startswith("float"):
-        high = bound if bound is not None else 2
-        return rng.integers(0, max(high, 1), size=shape).astype(spec.numpy_dtype)
-    if is_image_like(spec) and shape[2] >= 8 and shape[3] >= 8:
-        # Spatially correlated blobs plus a little noise in [-1, 1]: closer to images than white noise.
-        coarse = rng.uniform(-1.0, 1.0, size=(*shape[:2], max(shape[2] // 8, 1), max(shape[3] // 8, 1)))
-        rows = np.minimum(np.arange(shape[2]) * coarse.shape[2] // shape[2], coarse.shape[2] - 1)
-        cols = np.minimum(np.arange(shape[3]) * coarse.shape[3] // shape[3], coarse.shape[3] - 1)
-        image = coarse[:, :, rows][:, :, :, cols] + rng.normal(0.0, 0.1, size=shape)
-        return np.clip(image, -1.0, 1.0).astype(spec.numpy_dtype)
-    return rng.standard_normal(shape).astype(spec.numpy_dtype)
-
-
-def generate(
-    signature: ModelSignature,
-    shapes: Mapping[str, tuple[int, ...]],
-    count: int,
-    seed: int,
-    bounds: Mapping[str, int] | None = None,
-) -> list[Sample]:
-    rng = np.random.default_rng(seed)
-    bounds = bounds or {}
-    return [
-        {
-            spec.name: _generated_tensor(spec, shapes[spec.name], rng, bounds.get(spec.name))
-            for spec in signature.inputs
-        }
-        for _ in range(count)
-    ]
-
-
-def probe_shapes(
-    signature: ModelSignature,
-    overrides: Mapping[str, tuple[int, ...]],
-    runs: Callable[[Sample], bool],
-    bounds: Mapping[str, int] | None = None,
-) -> dict[str, tuple[int, ...]]:
-    """Concrete batch-1 shapes the model accepts: overrides as given, dynamic dims probed from PROBE_SIZES."""
-    tried: list[str] = []
-    for fill in PROBE_SIZES:
-        shapes = {spec.name: concrete_shape(spec, fill, overrides) for spec in signature.inputs}
-        if runs(generate(signature, shapes, 1, seed=0, bounds=bounds)[0]):
-            return shapes
-        tried.append(str(shapes))
-        if all(None not in spec.dims[1:] or spec.name in overrides for spec in signature.inputs):
-            break  # nothing dynamic to vary
-    raise OptimizerInputError(
-        "the model does not run on any input shape tried; pass --input-shape NAME=D1,D2,... "
-        f"(tried {'; '.join(tried[:3])})"
-    )
 
 
 def _as_sample_tensor(array: npt.NDArray[Any], spec: TensorSpec, source: Path) -> npt.NDArray[Any]:
@@ -133,11 +44,24 @@ def _as_sample_tensor(array: npt.NDArray[Any], spec: TensorSpec, source: Path) -
     return np.ascontiguousarray(array.astype(spec.numpy_dtype))
 
 
+def _exact_tensor(array: npt.NDArray[Any], spec: TensorSpec, source: Path) -> npt.NDArray[Any]:
+    if array.ndim != len(spec.dims) or any(
+        static is not None and size != static for size, static in zip(array.shape, spec.dims, strict=True)
+    ):
+        expected = [-1 if dim is None else dim for dim in spec.dims]
+        raise OptimizerInputError(
+            f"{source}: input {spec.name!r} needs shape {expected} (-1: any), got {list(array.shape)}"
+        )
+    return np.array(array, dtype=spec.numpy_dtype, order="C")  # keeps a scalar 0-d
+
+
 def load_calibration(directory: Path, signature: ModelSignature, limit: int) -> list[Sample]:
     """Samples from `.npy` files (single-input models: one item or a batch each) or `.npz` files (keys are
     input names).
 
-    A file holding a batch contributes each item as its own sample.
+    A file holding a batch contributes each item as its own sample. A model that does not batch (a first
+    dimension that is not dynamic on every tensor: recurrent state [layers, batch, width], scalars) takes
+    each file as one sample, exactly as stored.
     """
     files = (
         [directory]
@@ -164,6 +88,11 @@ def load_calibration(directory: Path, signature: ModelSignature, limit: int) -> 
                 if missing:
                     raise OptimizerInputError(f"{path}: missing arrays for inputs {missing}")
                 arrays = {spec.name: loaded[spec.name] for spec in signature.inputs}
+        if not signature.has_batch_dimension:
+            samples.append({s.name: _exact_tensor(arrays[s.name], s, path) for s in signature.inputs})
+            if len(samples) >= limit:
+                return samples
+            continue
         batch = {spec.name: _as_sample_tensor(arrays[spec.name], spec, path) for spec in signature.inputs}
         items = {len(array) for array in batch.values()}
         if len(items) != 1:
@@ -214,16 +143,42 @@ def augment(samples: list[Sample], signature: ModelSignature, count: int, seed: 
     return extra
 
 
-def split_held_out(samples: list[Sample], held_out: int) -> tuple[list[Sample], list[Sample]]:
-    """(calibration, held-out): the gate never judges on the inputs a quantizer calibrated on."""
+def split_held_out(samples: list[Sample], held_out: int, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(calibration, held-out), the held-out ones drawn at random with `seed` (recorded in the report), so
+    the gate does not depend on how files happen to be named: it never judges on calibration inputs."""
     if len(samples) < 2:
         return samples, samples
     count = min(held_out, len(samples) // 2)
-    return samples[:-count], samples[-count:]
+    order = np.random.default_rng(seed).permutation(len(samples))
+    chosen = set(order[:count].tolist())
+    return (
+        [sample for index, sample in enumerate(samples) if index not in chosen],
+        [sample for index, sample in enumerate(samples) if index in chosen],
+    )
 
 
 def batched(sample: Sample, batch_size: int) -> Sample:
     """`sample` repeated along the batch dimension (for measurement at a batch size)."""
     return {
         name: np.ascontiguousarray(np.repeat(array, batch_size, axis=0)) for name, array in sample.items()
+    }
+
+
+def batch_groups(samples: list[Sample], size: int) -> list[list[int]]:
+    """Indices of samples with the same shapes, in chunks of `size` (a chunk of one is not a batch)."""
+    by_shape: dict[tuple[tuple[str, tuple[int, ...]], ...], list[int]] = {}
+    for index, sample in enumerate(samples):
+        key = tuple(sorted((name, tuple(array.shape)) for name, array in sample.items()))
+        by_shape.setdefault(key, []).append(index)
+    groups: list[list[int]] = []
+    for indices in by_shape.values():
+        groups.extend(indices[start : start + size] for start in range(0, len(indices), max(size, 1)))
+    return [group for group in groups if len(group) >= 2]
+
+
+def stacked(samples: list[Sample]) -> Sample:
+    """Batch-1 samples with the same shapes, as one batch."""
+    return {
+        name: np.ascontiguousarray(np.concatenate([sample[name] for sample in samples], axis=0))
+        for name in samples[0]
     }

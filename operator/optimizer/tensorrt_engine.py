@@ -1,8 +1,11 @@
-"""TensorRT: whether it can run here, and building a serialized engine (`model.plan`) from ONNX.
+"""TensorRT: whether a plan may ship from here, and building a serialized engine (`model.plan`) from ONNX.
 
-The only module that imports `tensorrt`. A TensorRT engine is gated and timed through ONNX Runtime's
-TensorRT execution provider (same TensorRT, same precision flags); the plan shipped to Triton is built
-with the TensorRT builder. Not verified on a GPU in this repository's CI (no GPU there).
+The only module that imports `tensorrt`. The artifact that ships must be the artifact that was gated, and
+a plan only loads in the TensorRT version it was built with. So a plan ships only when (1) this TensorRT is
+the serving image's (SERVING_TENSORRT, checked here and recorded in the report), and (2) the plan itself was
+loaded and run through the TensorRT runtime for its gate. (2) is not implemented yet (it needs a GPU session
+to write and verify; docs/optimizer.md, "TensorRT"), so today every TensorRT candidate is `skipped` with the
+reason and the gated ONNX model ships: a clear refusal rather than an ungated plan.
 """
 
 from __future__ import annotations
@@ -17,18 +20,37 @@ import onnxruntime as ort
 
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 WORKSPACE_BYTES = 2 << 30
+# The TensorRT inside the serving image (operator/spec.py DEFAULT_TRITON_IMAGE, tritonserver:24.08-py3).
+SERVING_TENSORRT = "10.3"
+PLAN_NOT_GATED = (
+    "a TensorRT plan is not yet loaded and run through the TensorRT runtime for its own gate (ONNX Runtime's "
+    "TensorRT provider builds a different engine), so no plan ships: the gated ONNX model does"
+)
+
+
+def version_problem(installed: str, serving: str = SERVING_TENSORRT) -> str | None:
+    """Why a plan built with TensorRT `installed` would not load in the serving image, or None."""
+    if installed == serving or installed.startswith(f"{serving}."):
+        return None
+    return (
+        f"TensorRT {installed} is installed here but the serving image runs TensorRT {serving}: "
+        "a plan only loads in the version that built it"
+    )
 
 
 def unavailable_reason() -> str | None:
-    """Why a TensorRT candidate cannot be built and gated here, or None when it can."""
+    """Why a TensorRT candidate cannot ship from here, or None when it can (today: never None)."""
     if importlib.util.find_spec("tensorrt") is None:
         return "the Python package tensorrt is not installed (the GPU optimizer image adds it)"
+    problem = version_problem(str(getattr(importlib.import_module("tensorrt"), "__version__", "unknown")))
+    if problem is not None:
+        return problem
     if TENSORRT_PROVIDER not in ort.get_available_providers():
         return (
             "ONNX Runtime has no TensorrtExecutionProvider (needs onnxruntime-gpu and a CUDA device), "
             "so the engine could not be gated for accuracy"
         )
-    return None
+    return PLAN_NOT_GATED
 
 
 Profile = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]

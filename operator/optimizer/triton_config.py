@@ -28,7 +28,9 @@ class ServingConfig:
 
 def _dims(spec: TensorSpec, batching: bool) -> list[int]:
     dims = spec.dims[1:] if batching else spec.dims
-    return [-1 if dim is None else dim for dim in dims]
+    # Triton serves no scalar in a model that does not batch: the shipped model takes and gives [1] instead
+    # (candidates.scalars_as_one_element).
+    return [-1 if dim is None else dim for dim in dims] or [1]
 
 
 def build_config(
@@ -41,13 +43,17 @@ def build_config(
     for spec in signature.inputs:
         config.input.append(
             pb.ModelInput(
-                name=spec.name, data_type=pb.DataType.Value(spec.triton_type), dims=_dims(spec, batching)
+                name=spec.name,
+                data_type=pb.DataType.Value(spec.triton_type),
+                dims=_dims(spec, batching),
             )
         )
     for spec in signature.outputs:
         config.output.append(
             pb.ModelOutput(
-                name=spec.name, data_type=pb.DataType.Value(spec.triton_type), dims=_dims(spec, batching)
+                name=spec.name,
+                data_type=pb.DataType.Value(spec.triton_type),
+                dims=_dims(spec, batching),
             )
         )
     config.instance_group.append(
@@ -63,14 +69,17 @@ def build_config(
             )
         )
     if serving.warmup_shapes is not None:
-        warmup = pb.ModelWarmup(name="random_sample", batch_size=1)
+        warmup = pb.ModelWarmup(name="sample", batch_size=1)
         for spec in signature.inputs:
             shape = serving.warmup_shapes[spec.name]
+            # Triton's random_data fails to load a model with integer inputs (its random bytes are not
+            # valid ids): those get zeros (a padding token, an empty mask); floats get random data.
+            source = {"random_data": True} if spec.dtype.startswith("float") else {"zero_data": True}
             warmup.inputs[spec.name].CopyFrom(
                 pb.ModelWarmup.Input(
                     data_type=pb.DataType.Value(spec.triton_type),
-                    dims=list(shape[1:] if batching else shape),
-                    random_data=True,
+                    dims=list(shape[1:] if batching else shape) or [1],
+                    **source,
                 )
             )
         config.model_warmup.append(warmup)

@@ -34,7 +34,7 @@ class TritonPythonModel:
             providers=["CPUExecutionProvider"],
         )
         self.delay_s = float(parameters.get("delay_ms", "0")) / 1000
-        self.inputs = {item.name: item.type for item in self.session.get_inputs()}
+        self.ranks = {item.name: len(item.shape) for item in self.session.get_inputs()}
         self.outputs: list[str] = [output["name"] for output in config["output"]]
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -42,10 +42,11 @@ class TritonPythonModel:
         for request in requests:
             if self.delay_s:
                 time.sleep(self.delay_s)
-            feed = {
-                name: np.ascontiguousarray(pb_utils.get_input_tensor_by_name(request, name).as_numpy())
-                for name in self.inputs
-            }
+            feed = {}
+            for name, rank in self.ranks.items():
+                array = pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                # A scalar is declared [1] in config.pbtxt (Triton needs a dimension).
+                feed[name] = np.array(array.reshape(()) if rank == 0 else array, order="C")
             results = self.session.run(self.outputs, feed)
             tensors = [
                 pb_utils.Tensor(name, np.ascontiguousarray(value))
