@@ -156,7 +156,9 @@ def run(target: Target, jobs: int, budget_s: float, timeouts: tuple[float, float
     if show:
         for name in result.survivors:
             diff = mutmut(root, "show", name).stdout
-            changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+            changed = [
+                line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            ]
             print(f"  {name} ({statuses[name]})")
             print("\n".join(f"      {line}" for line in changed))
     return result

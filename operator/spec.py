@@ -505,10 +505,21 @@ def _valid_section(raw: Mapping[str, Any], name: str, model: type[_SectionT]) ->
         return None
 
 
+def _without_nulls(value: Any) -> Any:
+    # The API server prunes a null field (none of the CRD's fields is nullable) before defaulting: `x: null`
+    # means "not set" there, so it does here too. Null list items are kept (and refused).
+    if isinstance(value, Mapping):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 def parse_spec(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
     """Validate `raw` (a ModelDeployment's `spec`, camelCase keys) and apply the CRD's defaults."""
     if not isinstance(raw, Mapping):
         raise SpecError([SpecProblem("spec", "must be an object")])
+    raw = _without_nulls(raw)
     try:
         # Input keys are the CRD's camelCase only (the API server refuses snake_case); Python code may still
         # construct sections by attribute name.

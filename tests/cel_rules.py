@@ -7,6 +7,8 @@ every `x-kubernetes-validations` rule with CEL (here PyPI cel-python). Two Kuber
   with `$` read as `\\Z`.
 - Kubernetes-only CEL functions used by the CRD: `isSorted()` (list library) and `quantity()` with
   `compareTo()` (quantity library). Numbers under `type: number` are CEL doubles, as in Kubernetes.
+- `duration()` fails beyond Go's int64 nanoseconds (about 2562047h), as in Kubernetes; cel-python's
+  own would accept any length.
 """
 
 from __future__ import annotations
@@ -183,7 +185,19 @@ def _compare_to(left: Quantity, right: Quantity) -> celtypes.IntType:
     return celtypes.IntType((left.amount > right.amount) - (left.amount < right.amount))
 
 
+# Go's time.Duration is an int64 of nanoseconds: CEL's duration() fails beyond about 292 years.
+MAX_DURATION_S = (2**63 - 1) / 1e9
+
+
+def _duration(text: celtypes.StringType) -> celtypes.DurationType:
+    value = celtypes.DurationType(text)
+    if abs(value.total_seconds()) > MAX_DURATION_S:
+        raise ValueError(f"duration {text} is out of Go's range")
+    return value
+
+
 KUBERNETES_FUNCTIONS: dict[str, Any] = {
+    "duration": _duration,
     "isSorted": _is_sorted,
     "quantity": _quantity,
     "compareTo": _compare_to,
@@ -241,9 +255,19 @@ def _cel_problems(
             yield from _cel_problems(node_schema["items"], item, [*parts, index])
 
 
+def prune_nulls(value: Any) -> Any:
+    """The API server drops null fields of a non-nullable schema (this CRD has no nullable field) before
+    defaulting; a null list item stays and is refused."""
+    if isinstance(value, dict):
+        return {key: prune_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [prune_nulls(item) for item in value]
+    return value
+
+
 def admit(document: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """(the stored object, [(field path, message)]): no problems means the API server accepts it."""
-    defaulted: dict[str, Any] = apply_defaults(schema(), dict(document))
+    defaulted: dict[str, Any] = apply_defaults(schema(), prune_nulls(dict(document)))
     problems = _schema_problems(defaulted)
     if problems:
         return defaulted, problems

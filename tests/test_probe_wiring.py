@@ -105,10 +105,16 @@ async def first_analysis(
 
     async with operator_in_this_loop(runtime):
         await api.write_as_controller(MDEPS, NS, NAME, copy.deepcopy(manifest(analysis)))
-        await eventually(lambda: status().get("phase") == "Ready", "phase Ready", context=lambda: str(status()))
+        await eventually(
+            lambda: status().get("phase") == "Ready", "phase Ready", context=lambda: str(status())
+        )
         stable = status()["stableRevision"]
-        await api.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": "s3://models/resnet-v2.onnx"}}})
-        await eventually(lambda: status().get("canaryStep") == 0, "canary at step 0", context=lambda: str(status()))
+        await api.write_as_controller(
+            MDEPS, NS, NAME, {"spec": {"model": {"uri": "s3://models/resnet-v2.onnx"}}}
+        )
+        await eventually(
+            lambda: status().get("canaryStep") == 0, "canary at step 0", context=lambda: str(status())
+        )
         canary = status()["canaryRevision"]
         assert probes.analyses == []  # nothing is judged before the interval has passed
         clock.now += INTERVAL
