@@ -64,6 +64,8 @@ DEFAULT_OPTIMIZER_IMAGE = f"ghcr.io/modeldeploy/optimizer:{__version__}"
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_STEPS = (10, 25, 50, 100)
 GPU_RESOURCE = "nvidia.com/gpu"
+# The CRD's bound for integers that have no natural one: exact in every JSON reader (2^53 - 1).
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ def _matching(pattern: str, what: str, max_length: int | None = None) -> Callabl
 def _quantity(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("must be a quantity such as 500m, 2 or 4Gi")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        # The API server decodes JSON integers as int64: a larger one is not an integer there.
+        raise ValueError("must be a 64-bit integer; write larger amounts as a string such as 1E")
     try:
         parse_quantity(value)
     except ValueError:
@@ -200,7 +205,7 @@ class Toleration(_Section):
     operator: Literal["Exists", "Equal"] = "Equal"
     value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: StrictInt | None = Field(default=None, ge=0)
+    toleration_seconds: StrictInt | None = Field(default=None, ge=0, le=MAX_SAFE_INTEGER)
 
 
 def _gpu_toleration() -> list[Toleration]:
@@ -292,7 +297,7 @@ class AnalysisSpec(_Section):
     max_error_rate: Number = Field(default=0.01, ge=0.0, le=1.0)
     max_p99_latency_ms: Number | None = Field(default=None, gt=0.0)
     max_latency_ratio: Number = Field(default=1.2, ge=1.0, le=100.0)
-    min_requests: StrictInt = Field(default=50, ge=0)
+    min_requests: StrictInt = Field(default=50, ge=0, le=MAX_SAFE_INTEGER)
     failure_threshold: StrictInt = Field(default=2, ge=1, le=100)
     max_consecutive_errors: StrictInt = Field(default=3, ge=1, le=100)
 

@@ -119,8 +119,20 @@ def field_path(parts: list[str | int]) -> str:
     return path
 
 
+def _beyond_int64(value: Any, parts: list[str | int]) -> Iterator[tuple[str, str]]:
+    # The API server decodes JSON integers as int64; a larger one is not an integer to it.
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _beyond_int64(item, [*parts, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _beyond_int64(item, [*parts, index])
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        yield field_path(parts), "must be a 64-bit integer"
+
+
 def _schema_problems(document: Mapping[str, Any]) -> list[tuple[str, str]]:
-    problems = []
+    problems = list(_beyond_int64(document, []))
     for error in _validator().iter_errors(document):
         parts: list[str | int] = list(error.absolute_path)
         if error.validator == "required":

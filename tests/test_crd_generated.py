@@ -15,6 +15,9 @@ from typing import Any
 import cel_rules
 import crd_cases
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
 
 CASES = crd_cases.boundary_cases()
 
@@ -44,6 +47,33 @@ def test_every_kind_of_bound_is_tried() -> None:
         "maxProperties+1",
         "not in enum",
     } <= labels
+
+
+SECTION_STRATEGIES = {name: from_schema(crd_cases.section_schema(name)) for name in crd_cases.sections()}
+
+
+@st.composite
+def generated_spec(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """FULL with one section replaced by an object hypothesis-jsonschema drew from that section's schema."""
+    name = draw(st.sampled_from(sorted(SECTION_STRATEGIES)))
+    return name, {**crd_cases.FULL, name: draw(SECTION_STRATEGIES[name])}
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    # No shrinking: on these nested objects it can take minutes; the failing object is reported as drawn.
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+@given(generated_spec())
+@pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")
+def test_crd_and_spec_agree_on_objects_drawn_from_the_schema(drawn: tuple[str, dict[str, Any]]) -> None:
+    _, spec = drawn
+    crd, operator = crd_cases.judge_crd(spec), crd_cases.judge_spec(spec)
+    assert crd_cases.disagreement(None, crd, operator) is None
 
 
 # --- the generator catches a loosened CRD ------------------------------------------------------------
@@ -98,3 +128,39 @@ def test_a_crd_bound_loosened_by_one_is_caught(loosened_crd: dict[str, Any], whe
     assert cases, f"no generated case tries {where}"
     problems = [problem for case in cases if (problem := crd_cases.verdict_problem(case)) is not None]
     assert problems, f"{where} {key} loosened to {node[key]!r}: every generated case still agrees"
+
+
+# --- what the generators found, kept as fixed cases --------------------------------------------------
+
+FOUND: list[tuple[str, dict[str, Any], str | None]] = [
+    # parse_spec crashed (OverflowError) where the CRD's CEL duration() refuses: longer than Go's int64 ns.
+    ("duration beyond Go", {"rollout": {"progressDeadline": "3" + "0" * 29 + "m"}},
+     "spec.rollout.progressDeadline"),
+    ("longest Go duration", {"rollout": {"progressDeadline": "2562047h"}}, None),
+    # parse_spec crashed (decimal.Overflow) on an exponent the CRD's pattern let through.
+    ("quantity exponent", {"serving": {"resources": {"limits": {"nvidia.com/gpu": 1, "cpu": "1e999999"}}}},
+     "spec.serving.resources.limits[cpu]"),
+    ("largest exponent", {"serving": {"resources": {"limits": {"nvidia.com/gpu": 1, "cpu": "1e99999"}}}},
+     None),
+    # An integer the API server cannot decode as int64.
+    ("quantity beyond int64", {"serving": {"resources": {"limits": {"nvidia.com/gpu": 1, "cpu": 2**63}}}},
+     "spec.serving.resources.limits[cpu]"),
+    # Unbounded integers now stop at 2^53 - 1 on both sides.
+    ("min requests 2^53", {"rollout": {"analysis": {"minRequests": 2**53}}},
+     "spec.rollout.analysis.minRequests"),
+    # A null field is "not set" to the API server (pruned before defaulting): the operator agrees.
+    ("null replicas", {"serving": {"replicas": None}}, None),
+    ("null section", {"autoscaling": None}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "refused"), [c[1:] for c in FOUND], ids=[c[0] for c in FOUND])
+def test_what_generation_found_stays_agreed(changes: dict[str, Any], refused: str | None) -> None:
+    spec = {**crd_cases.FULL, **changes}
+    for section, value in changes.items():
+        spec[section] = {**crd_cases.FULL[section], **value} if isinstance(value, dict) else value
+    crd, operator = crd_cases.judge_crd(spec), crd_cases.judge_spec(spec)
+    if refused is None:
+        assert (crd, operator) == (set(), set())
+    else:
+        assert refused in crd and refused in operator, (crd, operator)
