@@ -221,7 +221,8 @@ def _leaf_values(node: Mapping[str, Any], valid: Any) -> Iterator[tuple[str, Any
             yield f"enum {value}", value, True
         yield "not in enum", "bogus", False
         yield "enum in upper case", str(node["enum"][0]).upper(), False
-    if kind == "string" and "maxLength" in node and isinstance(valid, str):
+    stringy = kind == "string" or node.get("x-kubernetes-int-or-string")
+    if stringy and "maxLength" in node and isinstance(valid, str):
         length = node["maxLength"]
         pattern = node.get("pattern")
         yield "maxLength", stretched(valid, length, pattern), True
