@@ -1,16 +1,18 @@
 """The chart's RBAC equals what the operator uses: derived from the real API server's audit log.
 
-The chart (real helm, namespaced scope: a Role in the served namespace) is installed into the real control
-plane; the operator runs in this process under the chart's ServiceAccount (a token from the TokenRequest
-API), through a lifecycle that touches every kind of child: create with KEDA, a PodMonitor and Gateway API
-routing → Ready; a new revision promoted by annotation; KEDA → HPA → none; the PodMonitor turned off;
-routing back to replicas; delete. Every request that identity made is read back from the audit log as
-(verb, API group, resource[/subresource]); the Role must grant exactly that set: a right the operator used
-without a grant fails (it was also refused: 403), and a granted right it never used fails too.
+The chart (real helm; each scope: a Role in the served namespace, or a ClusterRole) is installed into the
+real control plane; the operator runs in this process under the chart's ServiceAccount (a token from the
+TokenRequest API), started as `modeldeploy run` starts it for that scope, through a lifecycle that touches
+every kind of child: create with KEDA, a PodMonitor and Gateway API routing → Ready; a new revision
+promoted by annotation; KEDA → HPA → none; the PodMonitor turned off; routing back to replicas; delete.
+Every request that identity made is read back from the audit log as (verb, API group,
+resource[/subresource]); the role must grant exactly that set: a right the operator used without a grant
+fails (it was also refused: 403), and a granted right it never used fails too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import uuid
@@ -18,19 +20,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import toolbin
 import yaml
 from cluster import Cluster, use_cluster_kubeconfig
-from operator_harness import (
-    ManualClock,
-    ScriptedProbes,
-    eventually,
-    manifest,
-    ready_with_stable,
-    scripted_operator,
-)
+from operator_harness import ManualClock, ScriptedProbes, eventually, manifest, ready_with_stable
 from operator_world import MDEPS, World
+
+from modeldeploy import handlers
+from modeldeploy.commands.run import needs_scanning
+from modeldeploy.kube import Backoff, Kube
+from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.reconciler import Runtime
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "modeldeploy"
 Right = tuple[str, str, str]  # (verb, API group, resource[/subresource])
@@ -51,7 +53,19 @@ NOT_YET_USED: set[Right] = {
 }
 
 
-def chart_objects(namespace: str, release: str) -> list[dict[str, Any]]:
+SCOPES = {
+    "namespaces": lambda namespace: [
+        "--set",
+        "watch.scope=namespaces",
+        "--set",
+        f"watch.namespaces={{{namespace}}}",
+    ],
+    "cluster": lambda namespace: ["--set", "watch.scope=cluster"],
+}
+RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+
+
+def chart_objects(namespace: str, release: str, scope: str) -> list[dict[str, Any]]:
     result = subprocess.run(
         [
             str(toolbin.helm_path()),
@@ -60,10 +74,7 @@ def chart_objects(namespace: str, release: str) -> list[dict[str, Any]]:
             str(CHART),
             "--namespace",
             namespace,
-            "--set",
-            "watch.scope=namespaces",
-            "--set",
-            f"watch.namespaces={{{namespace}}}",
+            *SCOPES[scope](namespace),
             "--set",
             "peering.enabled=false",
         ],
@@ -130,22 +141,58 @@ def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, p
 
 
 @contextlib.contextmanager
-def installed_rbac(cluster: Cluster, namespace: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """The chart's ServiceAccount, Role and RoleBinding in `namespace`: (username, the Role's rules)."""
+def installed_rbac(
+    cluster: Cluster, namespace: str, scope: str
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The chart's ServiceAccount and its Role (namespaces) or ClusterRole (cluster) with the binding:
+    (the account's username, the role's rules). Cluster-wide objects are removed afterwards."""
     release = f"md-{uuid.uuid4().hex[:6]}"
-    objects = [
-        o for o in chart_objects(namespace, release) if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")
-    ]
+    objects = [o for o in chart_objects(namespace, release, scope) if o["kind"] in RBAC_KINDS]
     (account,) = (o for o in objects if o["kind"] == "ServiceAccount")
-    (role,) = (o for o in objects if o["kind"] == "Role")
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-    yield f"system:serviceaccount:{namespace}:{account['metadata']['name']}", role["rules"]
+    (role,) = (o for o in objects if o["kind"] in ("Role", "ClusterRole"))
+    text = yaml.safe_dump_all(objects)
+    cluster.kubectl("apply", "-f", "-", input=text)
+    try:
+        yield f"system:serviceaccount:{namespace}:{account['metadata']['name']}", role["rules"]
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input=text, check=False)
 
 
 @contextlib.asynccontextmanager
-async def operator_as(world: World, kubeconfig: Path) -> AsyncIterator[Any]:
-    async with scripted_operator(str(kubeconfig), world.namespace, ManualClock(), ScriptedProbes()) as op:
-        yield op
+async def operator_as(world: World, kubeconfig: Path, scope: str) -> AsyncIterator[None]:
+    """The operator as `modeldeploy run` starts it: `--namespace NS` (no scanning) for the namespaced
+    scope, `--all-namespaces` (kopf follows CRDs) for the cluster scope; standalone, as peering is off."""
+    kube = await Kube.connect(
+        str(kubeconfig), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1)
+    )
+    runtime = Runtime(
+        kube=kube, probes=ScriptedProbes(), metrics=OperatorMetrics(), clock=ManualClock(), retry_s=0.2
+    )
+    namespaces = [world.namespace] if scope == "namespaces" else []
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    settings.scanning.disabled = not needs_scanning(namespaces)
+    settings.batching.idle_timeout = 0.5
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            settings=settings,
+            memo=kopf.Memo(runtime=runtime, owns_runtime=False),
+            stop_flag=stop,
+            ready_flag=ready,
+        )
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=15)
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=20)
+        await runtime.kube.close()
 
 
 async def reconciled(world: World) -> None:
@@ -186,19 +233,21 @@ async def lifecycle(world: World) -> None:
     await eventually(lambda: world.stored(MDEPS, "ocr") is None, "the finalizer released")
 
 
+@pytest.mark.parametrize("scope", list(SCOPES))
 async def test_the_role_grants_exactly_what_the_operator_uses(
     control_plane: Cluster,
     cluster_namespace: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    scope: str,
 ) -> None:
     world = World(control_plane, cluster_namespace)
-    with installed_rbac(control_plane, cluster_namespace) as (username, rules):
+    with installed_rbac(control_plane, cluster_namespace, scope) as (username, rules):
         config = service_account_kubeconfig(
             control_plane, cluster_namespace, username.rsplit(":", 1)[1], tmp_path / "sa"
         )
         use_cluster_kubeconfig(config, monkeypatch)
-        async with operator_as(world, config):
+        async with operator_as(world, config, scope):
             await lifecycle(world)
     exercised, refused = used(control_plane.audit_events(), username)
     assert refused == set(), f"the operator was refused: {sorted(refused)}"
