@@ -38,15 +38,22 @@ STAGING = Path.home() / ".cache" / "modeldeploy" / "mutation"
 COPIED = ("tests", "crds", "helm", "examples", "argocd")
 
 # The fast, pure tests that guard each module (no Triton, Prometheus, helm or API server).
+# Pytest arguments: files, and `-k` expressions to leave out the slowest tests (each survivor runs every test
+# that reaches it, so a 30 s property test would cost 30 s per surviving mutant).
 TESTS: dict[str, tuple[str, ...]] = {
-    "operator/analysis.py": ("tests/test_analysis.py", "tests/test_probe_wiring.py"),
+    "operator/analysis.py": ("tests/test_analysis.py", "tests/test_analysis_edges.py"),
     "operator/rendering.py": (
         "tests/test_render.py",
-        "tests/test_injection.py",
-        "tests/test_examples.py",
         "tests/test_rendering_rules.py",
+        "tests/test_examples.py",
     ),
-    "operator/spec.py": ("tests/test_spec.py", "tests/test_crd.py", "tests/test_crd_generated.py"),
+    "operator/spec.py": (
+        "tests/test_spec.py",
+        "tests/test_crd.py",
+        "tests/test_crd_generated.py",
+        "-k",
+        "not drawn_from_the_schema and not loosened_by_one",
+    ),
     "operator/rollout.py": ("tests/test_rollout.py", "tests/test_rollout_parts.py"),
     "operator/optimizer/accuracy.py": ("tests/test_optimizer_units.py",),
     "operator/optimizer/selection.py": ("tests/test_optimizer_units.py",),
@@ -87,8 +94,9 @@ def parse_target(text: str) -> Target:
     if not (REPO / module).is_file() or not module.startswith(f"{PACKAGE_DIR}/"):
         raise SystemExit(f"{module}: not a module under {PACKAGE_DIR}/")
     chosen = tuple(t for t in tests.split(",") if t) if tests else TESTS.get(module, ())
-    chosen = tuple(t for t in chosen if (REPO / t).is_file())
-    if not chosen:
+    # Test files that do not exist (yet) are left out; other arguments (-k ...) are kept.
+    chosen = tuple(t for t in chosen if not t.endswith(".py") or (REPO / t).is_file())
+    if not any(t.endswith(".py") for t in chosen):
         raise SystemExit(f"{module}: no test files given and none known: write MODULE=tests/test_x.py")
     return Target(module, chosen)
 

@@ -45,7 +45,9 @@ SPELLINGS = [
     ("X", '"X"'),
     ("\x1f", '"\\x1f"'),
     ("\x7f", '"\\x7f"'),
+    ("\x85", '"\\x85"'),  # NEL: a YAML line break
     ("\xff", '"\\xff"'),
+    ("\u2028", '"\\u2028"'),  # line separator
     ("\u0100", '"\\u0100"'),
     ("\ufffe", '"\\ufffe"'),
     ("\uffff", '"\\uffff"'),
