@@ -1,159 +1,107 @@
 """The spec's analysis settings reach the probe: what the reconciler hands to `Probes.analyze`.
 
-The real operator (kopf + handlers + reconciler) runs against the emulated API server; the probes record
-every `AnalysisRequest` (the seam of `modeldeploy.probes`, the only stand-in: for Triton and Prometheus).
-Every setting the user wrote — thresholds, minimum requests, the Prometheus URL, the model — and the
-window and the two tracks' label matchers must arrive unchanged: a reconciler that drops
+The real operator (kopf + handlers + reconciler) runs against the real control plane; the probes record
+every `AnalysisRequest` and smoke check (the seam of `modeldeploy.probes`, the only stand-in: for Triton
+and Prometheus). Every setting the user wrote — thresholds, minimum requests, the Prometheus URL, the
+model — and the window and the two tracks' label matchers must arrive unchanged: a reconciler that drops
 `maxP99LatencyMs`, zeroes `minRequests`, widens the window or swaps stable and canary fails here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import copy
 import pathlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from kube_emulator import ApiServerEmulator, ClusterControllers
-from operator_harness import eventually, operator_in_this_loop
+from cluster import Cluster
+from operator_harness import (
+    ManualClock,
+    ScriptedProbes,
+    canary_at_step,
+    eventually,
+    manifest,
+    ready_with_stable,
+    scripted_operator,
+)
+from operator_world import World
 
 from modeldeploy.analysis import Thresholds
-from modeldeploy.kube import Backoff, Kube
-from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.probes import AnalysisRequest, Track
-from modeldeploy.reconciler import Runtime
-from modeldeploy.rollout import AnalysisOutcome, SmokeOutcome
+from modeldeploy.rollout import SmokeOutcome
 
-MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
-NS = "vision"
-NAME = "resnet"
 PROMETHEUS_URL = "https://metrics.example:9443/prometheus"
+MODEL = "resnet50-int8"
 INTERVAL = timedelta(seconds=45)
 
 
 @dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime(2026, 3, 1, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class RecordingProbes:
-    """Stand-in for Triton and Prometheus: the canary is READY; every analysis waits, and is recorded."""
+class RecordingProbes(ScriptedProbes):
+    """ScriptedProbes (every analysis waits, and is recorded) that also record the smoke checks."""
 
     smoke_checks: list[tuple[Track, str]] = field(default_factory=list)
-    analyses: list[AnalysisRequest] = field(default_factory=list)
 
     async def model_ready(self, canary: Track, model: str) -> SmokeOutcome:
         self.smoke_checks.append((canary, model))
-        return SmokeOutcome(ok=True, reason="READY")
-
-    async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
-        self.analyses.append(request)
-        return AnalysisOutcome(
-            verdict="wait", reason="recorded", failed_checks=(), stable={"requests": 1.0}, canary={}
-        )
-
-
-def manifest(analysis: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "modeldeploy.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": NAME},
-        "spec": {
-            "model": {"name": "resnet50-int8", "uri": "s3://models/resnet-v1.onnx"},
-            "storage": {"uri": "s3://artifacts/modeldeploy"},
-            "serving": {"replicas": 4},
-            "monitoring": {"prometheusUrl": PROMETHEUS_URL},
-            "rollout": {
-                "steps": [25, 100],
-                "interval": "45s",
-                "progressDeadline": "30m",
-                "analysis": analysis,
-            },
-        },
-    }
+        return await super().model_ready(canary, model)
 
 
 @pytest.fixture
-async def cluster(emulator: ApiServerEmulator) -> AsyncIterator[ClusterControllers]:
-    controllers = ClusterControllers(emulator)
-    task = asyncio.create_task(controllers.run())
-    yield controllers
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def world(control_plane: Cluster, cluster_namespace: str, real_kubeconfig: pathlib.Path) -> World:
+    return World(control_plane, cluster_namespace)
 
 
 async def first_analysis(
-    api: ApiServerEmulator, config: pathlib.Path, analysis: dict[str, Any]
+    world: World, analysis: dict[str, Any]
 ) -> tuple[AnalysisRequest, str, str, RecordingProbes]:
     """Create, let it become Ready, start a canary, let one interval pass: the first analysis request."""
-    clock, probes = Clock(), RecordingProbes()
-    kube = await Kube.connect(str(config), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1))
-    runtime = Runtime(kube=kube, probes=probes, metrics=OperatorMetrics(), clock=clock, retry_s=0.2)
-
-    def status() -> dict[str, Any]:
-        return dict((api.stored(MDEPS, NS, NAME) or {}).get("status") or {})
-
-    async with operator_in_this_loop(runtime):
-        await api.write_as_controller(MDEPS, NS, NAME, copy.deepcopy(manifest(analysis)))
-        await eventually(
-            lambda: status().get("phase") == "Ready", "phase Ready", context=lambda: str(status())
-        )
-        stable = status()["stableRevision"]
-        await api.write_as_controller(
-            MDEPS, NS, NAME, {"spec": {"model": {"uri": "s3://models/resnet-v2.onnx"}}}
-        )
-        await eventually(
-            lambda: status().get("canaryStep") == 0, "canary at step 0", context=lambda: str(status())
-        )
-        canary = status()["canaryRevision"]
+    probes = RecordingProbes()
+    body = manifest(
+        monitoring={"prometheusUrl": PROMETHEUS_URL},
+        rollout={"steps": [25, 100], "interval": "45s", "progressDeadline": "30m", "analysis": analysis},
+    )
+    body["spec"]["model"]["name"] = MODEL
+    config = str(world.cluster.kubeconfig)
+    async with scripted_operator(config, world.namespace, ManualClock(), probes) as op:
+        world.create(body)
+        stable = await ready_with_stable(world)
+        world.change_spec({"model": {"uri": "s3://models/ocr-v2.onnx"}})
+        canary = await canary_at_step(world, 0)
         assert probes.analyses == []  # nothing is judged before the interval has passed
-        clock.now += INTERVAL
-        runtime.poke((NS, NAME))
-        await eventually(lambda: probes.analyses, "an analysis request", context=lambda: str(status()))
+        op.tick(INTERVAL)
+        await eventually(lambda: probes.analyses, "an analysis request", context=lambda: str(world.status()))
     return probes.analyses[0], stable, canary, probes
 
 
-async def test_every_analysis_setting_of_the_spec_reaches_the_probe(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
+async def test_every_analysis_setting_of_the_spec_reaches_the_probe(world: World) -> None:
     analysis = {"maxErrorRate": 0.025, "maxP99LatencyMs": 275.5, "maxLatencyRatio": 1.75, "minRequests": 321}
-    request, stable, canary, probes = await first_analysis(emulator, kubeconfig, analysis)
+    request, stable, canary, probes = await first_analysis(world, analysis)
     assert stable != canary
     assert request.prometheus_url == PROMETHEUS_URL
-    assert request.model == "resnet50-int8"
+    assert request.model == MODEL
     assert request.thresholds == Thresholds(
         max_error_rate=0.025, max_p99_ms=275.5, max_latency_ratio=1.75, min_requests=321
     )
     # The window is the time the canary spent at its step: one interval, not more.
     assert request.window == INTERVAL
+    name, namespace = "ocr", world.namespace
     assert request.stable.matchers() == {
-        "namespace": NS,
-        "modeldeploy_name": NAME,
+        "namespace": namespace,
+        "modeldeploy_name": name,
         "modeldeploy_revision": stable,
     }
     assert request.canary.matchers() == {
-        "namespace": NS,
-        "modeldeploy_name": NAME,
+        "namespace": namespace,
+        "modeldeploy_name": name,
         "modeldeploy_revision": canary,
     }
     # The smoke check asked the canary's Triton (not the stable one's) for the spec's model.
-    assert probes.smoke_checks[0] == (Track(NS, NAME, canary), "resnet50-int8")
+    assert probes.smoke_checks[0] == (Track(namespace, name, canary), MODEL)
 
 
-async def test_the_defaults_reach_the_probe_and_no_absolute_p99_limit_is_invented(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    request, _, _, _ = await first_analysis(emulator, kubeconfig, {})
+async def test_the_defaults_reach_the_probe_and_no_absolute_p99_limit_is_invented(world: World) -> None:
+    request, _, _, _ = await first_analysis(world, {})
     assert request.thresholds == Thresholds(
         max_error_rate=0.01, max_p99_ms=None, max_latency_ratio=1.2, min_requests=50
     )
