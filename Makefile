@@ -40,12 +40,13 @@ controlplane:
 # A local cluster for people: `make cluster`, then `export KUBECONFIG=.cache/cluster/kubeconfig`.
 cluster: install controlplane
 	$(BIN)/modeldeploy cluster up --dir .cache/cluster
+	@cd tests && ../$(BIN)/python -c 'import toolbin; print("kubectl:", toolbin.tools_dir() / "kubectl")' 
 
 cluster-down: install
 	$(BIN)/modeldeploy cluster down --dir .cache/cluster
 
 pytest: install system-deps controlplane
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=25 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
