@@ -10,13 +10,18 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go's time.Duration is an int64 of nanoseconds: the API server's CEL `duration()` refuses anything longer.
+MAX_SECONDS = (2**63 - 1) / 1e9
 
 
 def parse_duration(text: str) -> timedelta:
     """`ValueError` when `text` is not a duration like `30s`, `5m` or `1h30m`."""
     if re.fullmatch(DURATION_PATTERN.strip("^$"), text) is None:
         raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
-    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text)))
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than the longest duration, 2562047h47m16s")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

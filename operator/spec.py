@@ -69,6 +69,8 @@ LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
 HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 DEFAULT_STEPS = (10, 25, 50, 100)
+# The CRD's bound for integers that have no natural one: exact in every JSON reader (2^53 - 1).
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ QUANTITY_MAX_LENGTH = 64  # the CRD's bound (it keeps the API server's cost esti
 def _quantity(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("must be a quantity such as 500m, 2 or 4Gi")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        # The API server decodes JSON integers as int64: a larger one is not an integer there.
+        raise ValueError("must be a 64-bit integer; write larger amounts as a string such as 1E")
     if isinstance(value, str) and len(value) > QUANTITY_MAX_LENGTH:
         raise ValueError(f"must be at most {QUANTITY_MAX_LENGTH} characters")
     try:
@@ -221,7 +226,7 @@ class Toleration(_Section):
     operator: Literal["Exists", "Equal"] = "Equal"
     value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: StrictInt | None = Field(default=None, ge=0)
+    toleration_seconds: StrictInt | None = Field(default=None, ge=0, le=MAX_SAFE_INTEGER)
 
 
 def _gpu_toleration() -> list[Toleration]:
@@ -313,7 +318,7 @@ class AnalysisSpec(_Section):
     max_error_rate: Number = Field(default=0.01, ge=0.0, le=1.0)
     max_p99_latency_ms: Number | None = Field(default=None, gt=0.0)
     max_latency_ratio: Number = Field(default=1.2, ge=1.0, le=100.0)
-    min_requests: StrictInt = Field(default=50, ge=0)
+    min_requests: StrictInt = Field(default=50, ge=0, le=MAX_SAFE_INTEGER)
     failure_threshold: StrictInt = Field(default=2, ge=1, le=100)
     max_consecutive_errors: StrictInt = Field(default=3, ge=1, le=100)
 
@@ -556,12 +561,22 @@ def _valid_section(raw: Mapping[str, Any], name: str, model: type[_SectionT]) ->
         return None
 
 
+def _without_nulls(value: Any) -> Any:
+    # The API server prunes a null field (none of the CRD's fields is nullable) before defaulting: `x: null`
+    # means "not set" there, so it does here too. Null list items are kept (and refused).
+    if isinstance(value, Mapping):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 def parse_spec(raw: Mapping[str, Any], defaults: SpecDefaults = BUILTIN) -> ModelDeploymentSpec:
     """Validate `raw` (a ModelDeployment's `spec`, camelCase keys) and apply the CRD's defaults and the
     operator-wide `defaults` (images, accelerator, Prometheus URL, PodMonitor labels)."""
     if not isinstance(raw, Mapping):
         raise SpecError([SpecProblem("spec", "must be an object")])
-    raw = apply_defaults(raw, defaults)
+    raw = apply_defaults(_without_nulls(raw), defaults)
     try:
         # Input keys are the CRD's camelCase only (the API server refuses snake_case); Python code may still
         # construct sections by attribute name.

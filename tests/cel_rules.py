@@ -7,6 +7,8 @@ every `x-kubernetes-validations` rule with CEL (here PyPI cel-python). Two Kuber
   with `$` read as `\\Z`.
 - Kubernetes-only CEL functions used by the CRD: `isSorted()` (list library) and `quantity()` with
   `compareTo()` (quantity library). Numbers under `type: number` are CEL doubles, as in Kubernetes.
+- `duration()` fails beyond Go's int64 nanoseconds (about 2562047h), as in Kubernetes; cel-python's
+  own would accept any length.
 """
 
 from __future__ import annotations
@@ -117,8 +119,20 @@ def field_path(parts: list[str | int]) -> str:
     return path
 
 
+def _beyond_int64(value: Any, parts: list[str | int]) -> Iterator[tuple[str, str]]:
+    # The API server decodes JSON integers as int64; a larger one is not an integer to it.
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _beyond_int64(item, [*parts, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _beyond_int64(item, [*parts, index])
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        yield field_path(parts), "must be a 64-bit integer"
+
+
 def _schema_problems(document: Mapping[str, Any]) -> list[tuple[str, str]]:
-    problems = []
+    problems = list(_beyond_int64(document, []))
     for error in _validator().iter_errors(document):
         parts: list[str | int] = list(error.absolute_path)
         if error.validator == "required":
@@ -183,7 +197,19 @@ def _compare_to(left: Quantity, right: Quantity) -> celtypes.IntType:
     return celtypes.IntType((left.amount > right.amount) - (left.amount < right.amount))
 
 
+# Go's time.Duration is an int64 of nanoseconds: CEL's duration() fails beyond about 292 years.
+MAX_DURATION_S = (2**63 - 1) / 1e9
+
+
+def _duration(text: celtypes.StringType) -> celtypes.DurationType:
+    value = celtypes.DurationType(text)
+    if abs(value.total_seconds()) > MAX_DURATION_S:
+        raise ValueError(f"duration {text} is out of Go's range")
+    return value
+
+
 KUBERNETES_FUNCTIONS: dict[str, Any] = {
+    "duration": _duration,
     "isSorted": _is_sorted,
     "quantity": _quantity,
     "compareTo": _compare_to,
@@ -241,9 +267,19 @@ def _cel_problems(
             yield from _cel_problems(node_schema["items"], item, [*parts, index])
 
 
+def prune_nulls(value: Any) -> Any:
+    """The API server drops null fields of a non-nullable schema (this CRD has no nullable field) before
+    defaulting; a null list item stays and is refused."""
+    if isinstance(value, dict):
+        return {key: prune_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [prune_nulls(item) for item in value]
+    return value
+
+
 def admit(document: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """(the stored object, [(field path, message)]): no problems means the API server accepts it."""
-    defaulted: dict[str, Any] = apply_defaults(schema(), dict(document))
+    defaulted: dict[str, Any] = apply_defaults(schema(), prune_nulls(dict(document)))
     problems = _schema_problems(defaulted)
     if problems:
         return defaulted, problems

@@ -1,10 +1,12 @@
-"""Adversarial strings in every user-controlled field: refused naming the field, or rendered as exactly that
-field's value and nothing else.
+"""Adversarial strings in every user-controlled field: refused naming the field, by the CRD (schema + CEL,
+tests/cel_rules.py) and by the spec model alike, or rendered as exactly that field's value and nothing else.
 
 For each (field, payload): render once with a unique harmless token in the field and once with the payload.
 If the spec model accepts the payload, the payload rendering must equal the token rendering with the token
 replaced by the payload in string values (JSON inside MODELDEPLOY_SPEC compared decoded): same objects, same
-keys, same containers, and the payload byte-for-byte wherever the token was.
+keys, same containers, and the payload byte-for-byte wherever the token was. Each character class comes
+alone too (a newline, U+2028, a quote, a backslash, `---`, each control character), so a field that takes
+quotes but not newlines still sees its quotes placed verbatim.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import cel_rules
 import pytest
 
 from modeldeploy.rendering import Owner, RenderPlan, render_all
@@ -45,7 +48,44 @@ PAYLOADS = {
     "long": "a" * 10_000,
     "yaml keywords": "null",
     "number": "1e3",
+    # One character class at a time.
+    "newline": "a\nb",
+    "carriage return": "a\rb",
+    "line separator": "a\u2028b",
+    "next line": "a\u0085b",
+    "document marker": "---",
+    "document end": "a...b---c",
+    "double quote": 'a"b',
+    "single quote": "a'b",
+    "backslash": "a\\b",
+    "escaped newline": "a\\nb",
+    "tab": "a\tb",
+    "nul": "a\x00b",
+    "escape": "a\x1b[0mb",
+    "delete": "a\x7fb",
+    "space": "a b",
+    "colon space": "a: b",
 }
+# Never valid in any field: line breaks and control characters.
+NEVER_ACCEPTED = (
+    "newline",
+    "carriage return",
+    "line separator",
+    "next line",
+    "tab",
+    "nul",
+    "escape",
+    "delete",
+)
+# Accepted by the free-text fields (URIs, URLs, extraArgs values): quotes, backslashes, `---`.
+FREE_TEXT = (
+    "document marker",
+    "document end",
+    "double quote",
+    "single quote",
+    "backslash",
+    "escaped newline",
+)
 
 
 def _spec() -> dict[str, Any]:
@@ -146,6 +186,24 @@ FIELDS: list[tuple[str, Setter, Callable[[str], str], str]] = [
 ]  # fmt: skip
 
 
+def _is_key(setter: Setter) -> bool:
+    return setter.__qualname__.startswith("_key_of")
+
+
+def _crd_problems(raw: dict[str, Any]) -> list[str]:
+    document = {
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "demo", "namespace": "ml"},
+        "spec": raw,
+    }
+    return [path for path, _ in cel_rules.admit(document)[1]]
+
+
+def _names(path: str, paths: list[str]) -> bool:
+    return bool(paths) and all(p == path or p.startswith((f"{path}.", f"{path}[")) for p in paths)
+
+
 def _render(field: Setter, value: str) -> list[dict[str, Any]]:
     raw = _spec()
     field(raw, value)
@@ -183,14 +241,18 @@ def test_payload_is_refused_naming_its_field_or_lands_exactly_in_it(
 ) -> None:
     raw = _spec()
     setter(raw, wrap(payload))
+    crd = _crd_problems(raw)
     try:
         spec = parse_spec(raw)
     except SpecError as error:
         paths = [problem.path for problem in error.problems]
-        assert paths, "an error must name a field"
-        assert all(p == path or p.startswith((f"{path}.", f"{path}[")) for p in paths), paths
+        assert _names(path, paths), paths
         assert all(problem.message for problem in error.problems)
+        # The API server refuses it first, naming the same field (map keys: the operator only, see
+        # tests/test_crd.py OPERATOR_ONLY).
+        assert _is_key(setter) or _names(path, crd), crd
         return
+    assert crd == [], f"the spec model accepts what the CRD refuses: {crd}"
     rendered = render_all(OWNER, spec, PLAN)
     baseline = _render(setter, wrap(token))
     expected = _substituted(baseline, token, payload) if payload else baseline
@@ -222,6 +284,37 @@ def test_some_payloads_are_accepted_so_the_exact_placement_check_runs() -> None:
                 continue
             accepted += 1
     assert accepted >= 20
+
+
+def _accepted(setter: Setter, wrap: Callable[[str], str], payload: str) -> bool:
+    raw = _spec()
+    setter(raw, wrap(payload))
+    try:
+        parse_spec(raw)
+    except SpecError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("payload", NEVER_ACCEPTED)
+def test_line_breaks_and_control_characters_reach_no_field(payload: str) -> None:
+    accepted = [path for path, setter, wrap, _ in FIELDS if _accepted(setter, wrap, PAYLOADS[payload])]
+    assert accepted == []
+
+
+FREE_TEXT_FIELDS = {
+    "spec.model.uri",
+    "spec.optimization.calibration.uri",
+    "spec.serving.extraArgs",
+    "spec.monitoring.prometheusUrl",
+}
+
+
+@pytest.mark.parametrize("payload", FREE_TEXT)
+def test_quotes_backslashes_and_document_markers_reach_the_free_text_fields(payload: str) -> None:
+    """So the exact-placement check above runs with them: each lands verbatim in each free-text field."""
+    accepted = {path for path, setter, wrap, _ in FIELDS if _accepted(setter, wrap, PAYLOADS[payload])}
+    assert accepted >= FREE_TEXT_FIELDS
 
 
 def test_accepted_payload_appears_verbatim_in_the_job_arguments() -> None:

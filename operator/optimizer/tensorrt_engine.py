@@ -53,6 +53,10 @@ def unavailable_reason() -> str | None:
     return PLAN_NOT_GATED
 
 
+class TensorRTUnavailableError(RuntimeError):
+    """TensorRT is not installed here: nothing can be built."""
+
+
 Profile = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
@@ -86,8 +90,14 @@ def build_engine(
 ) -> str:
     """Build and serialize an engine; `profiles` maps each input to its (min, opt, max) shapes.
 
-    int8 expects an explicitly quantized (QDQ) ONNX model, so no calibrator is needed here.
+    int8 expects an explicitly quantized (QDQ) ONNX model, so no calibrator is needed here. Without the
+    `tensorrt` package it raises `TensorRTUnavailableError` saying so, and writes nothing.
     """
+    if importlib.util.find_spec("tensorrt") is None:
+        raise TensorRTUnavailableError(
+            "cannot build a TensorRT engine: the Python package tensorrt is not installed"
+            " (the GPU optimizer image adds it)"
+        )
     trt: Any = importlib.import_module("tensorrt")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
