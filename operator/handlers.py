@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -26,11 +27,13 @@ from modeldeploy.reconciler import (
     observed_job,
     owner_key,
     reconcile,
+    record_failure,
 )
 from modeldeploy.rendering import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION
 from modeldeploy.spec import SpecError, check_name, parse_spec
 
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
+OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # Watches are re-opened at least this often; a stalled stream (no error, no events) is cut client-side.
 WATCH_SERVER_TIMEOUT_S = 270
 WATCH_CLIENT_TIMEOUT_S = 300
@@ -52,6 +55,10 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     # The operator records its own Events on phase transitions; kopf's per-handler ones are noise.
     settings.posting.level = logging.WARNING
+    # Ask the API server for our own children only (a server-side label selector on list and watch),
+    # instead of receiving every Deployment and Job in scope and filtering them here.
+    for group, plural in (("apps", "deployments"), ("batch", "jobs")):
+        settings.watching.label_selectors[group, plural] = OWNED_SELECTOR
 
 
 @kopf.on.startup()
@@ -133,6 +140,7 @@ async def reconcile_loop(
     jobs: kopf.Index[Any, Any] = indexes["optimization_jobs"]
     key = (namespace or "", name)
     waker = runtime.waker(key)
+    failures, last_error = 0, ""
     try:
         while not stopped:
             waker.clear()
@@ -144,21 +152,34 @@ async def reconcile_loop(
                     list(jobs.get(key, [])),
                     logger,
                 )
-            except Exception as error:  # any failure: log, count, retry later; the loop never dies
+                failures, last_error = 0, ""
+            except Exception as error:  # any failure: back off, say so in the status; the loop never dies
+                failures += 1
+                delay = failure_delay(runtime, failures)
+                # A warning (which kopf also posts as an Event) only when the failure is new or changes.
+                log = logger.warning if str(error) != last_error else logger.debug
+                last_error = str(error)
                 # API trouble is expected now and then; anything else is a bug worth a traceback.
-                logger.warning(
-                    "reconcile failed, retrying in %.1fs: %s",
-                    runtime.retry_s,
+                log(
+                    "reconcile failed (%d in a row), retrying in %.1fs: %s",
+                    failures,
+                    delay,
                     error,
                     exc_info=not isinstance(error, KubeError),
                 )
                 runtime.metrics.reconciles.labels("error").inc()
-                delay = runtime.retry_s
+                await record_failure(runtime, body, error, runtime.clock())
             await _sleep(waker, stopped, max(delay, 0.05))
     finally:
         reason = stopped.reason
         if reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in reason:
             runtime.forget(key)
+
+
+def failure_delay(runtime: Runtime, failures: int) -> float:
+    """Capped exponential backoff with jitter (half fixed, half random) after `failures` in a row."""
+    ceiling = min(runtime.retry_max_s, runtime.retry_s * 2 ** min(failures - 1, 30))
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:

@@ -1,38 +1,49 @@
-"""One reconcile of one ModelDeployment: gather → decide (pure, `modeldeploy.rollout`) → act.
+"""One reconcile of one ModelDeployment: gather → decide → record → act.
 
-Gathering reads only what kopf's indexes already hold (the owned Deployments and Jobs) plus, when the
-decision needs it, one pod listing (a finished Job's termination message) and the probes (Triton,
-Prometheus). Acting renders every child through `modeldeploy.rendering` and applies it with server-side
-apply; children already applied with the same content are skipped for a while (`reapply_s`), so a quiet
-ModelDeployment costs no API calls, yet drift is still repaired.
+Gather (`modeldeploy.observe`) reads what kopf's indexes already hold (the owned Deployments and Jobs),
+which optional APIs exist, and, when the state needs it, one pod listing (a finished Job's termination
+message) and the probes (Triton, Prometheus). Decide is pure (`modeldeploy.rollout.decide`). Record
+writes the whole status, conditional on the object's resourceVersion. Act renders every planned child
+through `modeldeploy.rendering`, applies it with server-side apply, prunes what the plan no longer has,
+then records Events. Children already applied with the same content are skipped for a while
+(`reapply_s`), so a quiet ModelDeployment costs no API calls, yet drift is still repaired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy import rendering
-from modeldeploy.analysis import Thresholds
-from modeldeploy.conditions import ConditionType, Phase, find_condition, parse_time
-from modeldeploy.job_result import message_from_pods, parse_termination_message
-from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, ObjectRef
-from modeldeploy.metrics import OperatorMetrics
-from modeldeploy.probes import AnalysisRequest, Probes, Track
-from modeldeploy.rendering import (
-    API_VERSION,
-    INSTANCE_LABEL,
-    KIND,
-    REVISION_LABEL,
-    TRACK_LABEL,
+from modeldeploy.conditions import (
+    ConditionType,
+    ConditionUpdate,
+    Phase,
+    Reason,
+    find_condition,
+    merge_conditions,
 )
+from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, KubeError, ObjectRef
+from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.observe import (
+    Key,
+    measure,
+    missing_apis,
+    observed_deployment,
+    observed_job,
+    owner_key,
+    with_job_result,
+)
+from modeldeploy.probes import Probes
+from modeldeploy.rendering import API_VERSION, KIND
 from modeldeploy.rollout import (
     Action,
     ApplyDeployment,
@@ -42,29 +53,35 @@ from modeldeploy.rollout import (
     Decision,
     DeleteDeployment,
     DeleteJob,
-    Desired,
     HandOffReplicas,
     Manual,
-    Measurements,
     Observed,
     ObservedDeployment,
     ObservedJob,
     RecordEvent,
     RolloutStatus,
-    analysis_due,
     decide,
     decide_invalid_spec,
     desired_from_spec,
-    smoke_check_due,
-    wants_job_result,
+    prune,
+    replacing_patch,
+    stored_form,
 )
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, check_name, parse_spec
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+__all__ = ["Runtime", "observed_deployment", "observed_job", "owner_key", "reconcile", "record_failure"]
+
+# Kinds of children pruned by owner uid when the desired state no longer has them (Deployments and Jobs
+# are planned explicitly from the recorded state).
+PRUNABLE = (
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+)
 PHASES = [str(phase) for phase in Phase]
 RECENT_APPLY_S = 2.0
-
-Key = tuple[str, str]  # (namespace, name)
 
 
 def utc_now() -> datetime:
@@ -90,6 +107,8 @@ class Runtime:
     own_versions: dict[Key, list[str]] = field(default_factory=dict)
     settled: dict[Key, asyncio.Event] = field(default_factory=dict)
     applied: dict[tuple[str, str, str | None, str], tuple[str, float]] = field(default_factory=dict)
+    pruned: dict[Key, frozenset[tuple[str, str, str]]] = field(default_factory=dict)
+    retry_max_s: float = 300.0  # failed reconciles back off exponentially up to this
 
     def waker(self, key: Key) -> asyncio.Event:
         return self.wakers.setdefault(key, asyncio.Event())
@@ -140,59 +159,11 @@ class Runtime:
         self.stale_versions.pop(key, None)
         self.own_versions.pop(key, None)
         self.settled.pop(key, None)
+        self.pruned.pop(key, None)
         namespace, name = key
         for applied_key in [k for k in self.applied if k[2] == namespace and _belongs(k[3], name)]:
             del self.applied[applied_key]
         self.metrics.forget(namespace, name, PHASES)
-
-
-# ---------------------------------------------------------------------------------------------- gather
-
-
-def observed_deployment(body: Mapping[str, Any]) -> ObservedDeployment | None:
-    labels = body.get("metadata", {}).get("labels") or {}
-    revision = labels.get(REVISION_LABEL)
-    if not revision:
-        return None
-    spec, status = body.get("spec") or {}, body.get("status") or {}
-    replicas = spec.get("replicas")
-    return ObservedDeployment(
-        name=body["metadata"]["name"],
-        revision=revision,
-        track=labels.get(TRACK_LABEL, ""),
-        replicas=int(replicas) if replicas is not None else None,
-        available_replicas=int(status.get("availableReplicas") or 0),
-    )
-
-
-def observed_job(body: Mapping[str, Any]) -> ObservedJob | None:
-    labels = body.get("metadata", {}).get("labels") or {}
-    revision = labels.get(REVISION_LABEL)
-    if not revision:
-        return None
-    status = body.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or () if c.get("status") == "True"}
-    started = parse_time(status.get("startTime"))
-    if "Complete" in conditions:
-        finished = parse_time(status.get("completionTime")) or parse_time(
-            conditions["Complete"].get("lastTransitionTime")
-        )
-        return ObservedJob(
-            body["metadata"]["name"], revision, "succeeded", started=started, finished=finished
-        )
-    if "Failed" in conditions:
-        failed = conditions["Failed"]
-        reason = ": ".join(part for part in (failed.get("reason"), failed.get("message")) if part)
-        finished = parse_time(failed.get("lastTransitionTime"))
-        return ObservedJob(body["metadata"]["name"], revision, "failed", reason, started, finished)
-    return ObservedJob(body["metadata"]["name"], revision, "running", started=started)
-
-
-def owner_key(body: Mapping[str, Any]) -> Key | None:
-    """The ModelDeployment a child belongs to (by its instance label)."""
-    meta = body.get("metadata") or {}
-    instance = (meta.get("labels") or {}).get(INSTANCE_LABEL)
-    return (meta.get("namespace", ""), instance) if instance else None
 
 
 # ---------------------------------------------------------------------------------------------- reconcile
@@ -205,7 +176,9 @@ async def reconcile(
     jobs: Iterable[ObservedJob],
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> float:
-    """Reconcile once; returns the seconds until the clock alone needs another reconcile."""
+    """Reconcile once: gather → decide → record (status) → act (children) → Events.
+
+    Returns the seconds until the clock alone needs another reconcile."""
     started = time.monotonic()
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -218,7 +191,7 @@ async def reconcile(
         spec = parse_spec(body.get("spec") or {})
     except SpecError as error:
         invalid = decide_invalid_spec(status, int(meta.get("generation") or 0), str(error), now)
-        await _write_status(runtime, key, body, status, invalid)
+        await write_status(runtime, key, body, invalid)
         if _degraded_message(invalid) != _degraded_message(status):
             await runtime.kube.record_event(body, "Warning", "InvalidSpec", str(error))
         runtime.metrics.reconciles.labels("invalid").inc()
@@ -230,18 +203,28 @@ async def reconcile(
     observed = Observed(
         jobs={job.revision: job for job in jobs},
         deployments={deployment.revision: deployment for deployment in deployments},
+        missing_apis=await missing_apis(runtime.kube, spec),
     )
     manual = Manual.from_annotations(meta.get("annotations") or {})
-    observed = await _with_job_result(runtime, namespace, desired, status, observed)
-    measured = await _measure(
-        runtime, owner, spec=spec, desired=desired, status=status, observed=observed, manual=manual, now=now
+    observed = await with_job_result(runtime.kube, namespace, desired, status, observed)
+    measured = await measure(
+        runtime.probes,
+        owner,
+        spec=spec,
+        desired=desired,
+        status=status,
+        observed=observed,
+        manual=manual,
+        now=now,
     )
     decision = decide(desired, status, observed, manual=manual, measured=measured, now=now)
 
+    # Record before acting: every action follows from the stored status, so a crash anywhere after this
+    # line is completed by the next reconcile (the plan is derived again from the same status).
+    await write_status(runtime, key, body, decision.status)
     deferred = await _act(
         runtime, owner, spec=spec, body=body, decision=decision, observed=observed, logger=logger
     )
-    await _write_status(runtime, key, body, status, decision.status)
     for event in decision.of_type(RecordEvent):
         await runtime.kube.record_event(body, event.type, str(event.reason), event.message)
         logger.info("%s: %s", event.reason, event.message)
@@ -251,61 +234,6 @@ async def reconcile(
     runtime.metrics.reconcile_seconds.observe(time.monotonic() - started)
     delay = runtime.resync_s if decision.requeue_after is None else decision.requeue_after.total_seconds()
     return min(max(delay, 0.0), runtime.resync_s, RECENT_APPLY_S if deferred else runtime.resync_s)
-
-
-async def _with_job_result(
-    runtime: Runtime, namespace: str, desired: Desired, status: RolloutStatus, observed: Observed
-) -> Observed:
-    job_name = wants_job_result(desired, status, observed)
-    if job_name is None:
-        return observed
-    pods = await runtime.kube.list("v1", "Pod", namespace, f"{JOB_NAME_LABEL}={job_name}")
-    message, exit_code = message_from_pods(pods)
-    if message is None and exit_code is None:
-        job = observed.jobs[desired.revision]
-        # The pods may already be gone (TTL, node loss): the Job's own state is all there is.
-        result = parse_termination_message(None, 0 if job.state == "succeeded" else 1)
-    else:
-        result = parse_termination_message(message, exit_code)
-    return Observed(jobs=observed.jobs, deployments=observed.deployments, job_result=result)
-
-
-async def _measure(
-    runtime: Runtime,
-    owner: rendering.Owner,
-    *,
-    spec: ModelDeploymentSpec,
-    desired: Desired,
-    status: RolloutStatus,
-    observed: Observed,
-    manual: Manual,
-    now: datetime,
-) -> Measurements:
-    canary = Track(owner.namespace, owner.name, desired.revision)
-    smoke = None
-    if smoke_check_due(desired, status, observed):
-        smoke = await runtime.probes.model_ready(canary, spec.model.name)
-    analysis = None
-    if analysis_due(desired, status, manual, now) and status.stable_revision:
-        limits = spec.rollout.analysis
-        since = max(t for t in (status.canary_step_start, status.analysis.time) if t is not None)
-        request = AnalysisRequest(
-            prometheus_url=spec.monitoring.prometheus_url,
-            model=spec.model.name,
-            stable=Track(owner.namespace, owner.name, status.stable_revision),
-            canary=canary,
-            window=max(now - since, timedelta(seconds=30)),
-            thresholds=Thresholds(
-                max_error_rate=float(limits.max_error_rate),
-                max_p99_ms=float(limits.max_p99_latency_ms)
-                if limits.max_p99_latency_ms is not None
-                else None,
-                max_latency_ratio=float(limits.max_latency_ratio),
-                min_requests=limits.min_requests,
-            ),
-        )
-        analysis = await runtime.probes.analyze(request)
-    return Measurements(smoke=smoke, analysis=analysis)
 
 
 # ---------------------------------------------------------------------------------------------- act
@@ -321,20 +249,55 @@ async def _act(
     observed: Observed,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> bool:
-    """Carry out the actions; True when a missing child was left for a moment (check again soon)."""
+    """Carry out the plan; True when a missing child was left for a moment (check again soon)."""
     deferred = False
     present = {d.name for d in observed.deployments.values()} | {j.name for j in observed.jobs.values()}
     for action in decision.actions:
         if isinstance(action, RecordEvent):
             continue  # recorded once the status that explains them is stored
-        for manifest in _manifests(owner, spec, action):
+        manifests = _manifests(owner, spec, action)
+        for manifest in manifests:
+            if manifest["kind"] in observed.missing_apis:
+                continue  # its API is not installed: the ChildrenApplied condition says so
             # A Deployment or Job missing from the index was deleted behind our back: apply it now.
             watched = manifest["kind"] in ("Deployment", "Job")
             gone = watched and manifest["metadata"]["name"] not in present
             sent = await _apply(runtime, manifest, gone=gone)
             deferred |= gone and not sent
+        if isinstance(action, ApplyTrafficObjects):
+            await _prune(runtime, owner, manifests, logger)
         await _side_effect(runtime, owner, body, action, logger)
     return deferred
+
+
+async def _prune(
+    runtime: Runtime,
+    owner: rendering.Owner,
+    manifests: list[dict[str, Any]],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    """Delete owned children the desired state no longer has (hpa → keda → none, podMonitor off, ...).
+    Listing costs calls, so it runs when the wanted set changes (and once after a start)."""
+    wanted = frozenset((m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests)
+    key = (owner.namespace, owner.name)
+    if runtime.pruned.get(key) == wanted:
+        return
+    selector = f"{rendering.INSTANCE_LABEL}={owner.name}"
+    for api_version, kind in PRUNABLE:
+        if not await runtime.kube.serves(api_version, kind):
+            continue
+        existing = await runtime.kube.list(api_version, kind, owner.namespace, selector)
+        for child in prune(wanted, (_with_kind(c, api_version, kind) for c in existing), owner.uid):
+            name = child["metadata"]["name"]
+            await runtime.kube.delete(ObjectRef(api_version, kind, owner.namespace, name))
+            runtime.applied.pop((api_version, kind, owner.namespace, name), None)
+            logger.info("pruned %s %s: the spec no longer asks for it", kind, name)
+    runtime.pruned[key] = wanted
+
+
+def _with_kind(child: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    # Items of a list carry no apiVersion/kind of their own.
+    return {**child, "apiVersion": api_version, "kind": kind}
 
 
 def _manifests(owner: rendering.Owner, spec: ModelDeploymentSpec, action: Action) -> list[dict[str, Any]]:
@@ -364,10 +327,17 @@ async def _side_effect(
 ) -> None:
     namespace = owner.namespace
     if isinstance(action, HandOffReplicas):
-        ref = ObjectRef("apps/v1", "Deployment", namespace, rendering.deployment_name(owner, action.revision))
-        await runtime.kube.merge_patch(
-            ref, {"spec": {"replicas": action.replicas}}, field_manager=HANDOFF_FIELD_MANAGER
-        )
+        name = rendering.deployment_name(owner, action.revision)
+        # Server-side apply of only `spec.replicas` under the second manager: it becomes an owner of the
+        # field (even when the value is unchanged), so the operator's next apply without it keeps it.
+        handoff = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": action.replicas},
+        }
+        await runtime.kube.apply(handoff, field_manager=HANDOFF_FIELD_MANAGER)
+        logger.info("handed replicas=%d of Deployment %s to %s", action.replicas, name, HANDOFF_FIELD_MANAGER)
     elif isinstance(action, DeleteDeployment):
         await runtime.kube.delete(ObjectRef("apps/v1", "Deployment", namespace, action.name))
         runtime.applied.pop(("apps/v1", "Deployment", namespace, action.name), None)
@@ -397,13 +367,30 @@ async def _apply(runtime: Runtime, manifest: dict[str, Any], gone: bool) -> bool
     return True
 
 
-async def _write_status(
-    runtime: Runtime, key: Key, body: Mapping[str, Any], before: RolloutStatus, after: RolloutStatus
-) -> None:
-    new = after.to_dict()
-    if new == before.to_dict() and (body.get("status") or {}).get("phase"):
+async def write_status(runtime: Runtime, key: Key, body: Mapping[str, Any], after: RolloutStatus) -> None:
+    """Replace the whole status, conditional on the resourceVersion the decision was made from: a status
+    changed meanwhile (another writer, a stale cache) makes the API server refuse it with 409, and the
+    next reconcile decides again from the newer object. Nothing of a replaced sub-object survives."""
+    stored = dict(body.get("status") or {})
+    new = stored_form(after.to_dict())
+    if new == stored:
         return
-    await _patch_own(runtime, key, body, {"status": new}, subresource="status")
+    resource_version = body.get("metadata", {}).get("resourceVersion")
+    patch = {"status": replacing_patch(stored, new)}
+    await _patch_own(runtime, key, body, patch, subresource="status", resource_version=resource_version)
+
+
+async def record_failure(runtime: Runtime, body: Mapping[str, Any], error: Exception, now: datetime) -> None:
+    """A reconcile failed: say so in the `Reconciled` condition (best effort; the API may be the cause)."""
+    meta = body.get("metadata") or {}
+    status = RolloutStatus.from_dict(body.get("status"))
+    message = f"{type(error).__name__}: {error}"[:1024]
+    update = ConditionUpdate(ConditionType.RECONCILED, "False", Reason.RECONCILE_FAILED, message)
+    generation = int(meta.get("generation") or 0)
+    conditions = merge_conditions(status.conditions, [update], generation, now)
+    key = (meta.get("namespace", ""), meta.get("name", ""))
+    with contextlib.suppress(KubeError):
+        await write_status(runtime, key, body, replace(status, conditions=conditions))
 
 
 def _count(metrics: OperatorMetrics, before: RolloutStatus, decision: Decision) -> None:
@@ -427,11 +414,15 @@ async def _patch_own(
     key: Key,
     body: Mapping[str, Any],
     patch: Mapping[str, Any],
+    *,
     subresource: str | None = None,
+    resource_version: str | None = None,
 ) -> None:
     """Patch the ModelDeployment itself and record the write, so the loop waits for its echo."""
     ref = ObjectRef(API_VERSION, KIND, key[0], key[1])
-    patched = await runtime.kube.merge_patch(ref, patch, subresource=subresource)
+    patched = await runtime.kube.merge_patch(
+        ref, patch, subresource=subresource, resource_version=resource_version
+    )
     if patched is not None:
         origin = body.get("metadata", {}).get("resourceVersion")
         runtime.wrote(key, origin, patched.get("metadata", {}).get("resourceVersion"))
