@@ -27,7 +27,6 @@ from modeldeploy.reconciler import (
     observed_job,
     owner_key,
     reconcile,
-    record_failure,
 )
 from modeldeploy.rendering import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION
 from modeldeploy.spec import SpecError, check_name, parse_spec
@@ -168,7 +167,7 @@ async def reconcile_loop(
                     exc_info=not isinstance(error, KubeError),
                 )
                 runtime.metrics.reconciles.labels("error").inc()
-                await record_failure(runtime, body, error, runtime.clock())
+                runtime.failures[key] = f"{type(error).__name__}: {error}"[:512]
             await _sleep(waker, stopped, max(delay, 0.05))
     finally:
         reason = stopped.reason

@@ -135,6 +135,7 @@ async def with_job_result(
         deployments=observed.deployments,
         job_result=result,
         missing_apis=observed.missing_apis,
+        last_failure=observed.last_failure,
     )
 
 

@@ -12,26 +12,22 @@ then records Events. Children already applied with the same content are skipped 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy import rendering
 from modeldeploy.conditions import (
     ConditionType,
-    ConditionUpdate,
     Phase,
-    Reason,
     find_condition,
-    merge_conditions,
 )
-from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, KubeError, ObjectRef
+from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, ObjectRef
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.observe import (
     Key,
@@ -69,7 +65,7 @@ from modeldeploy.rollout import (
 )
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, check_name, parse_spec
 
-__all__ = ["Runtime", "observed_deployment", "observed_job", "owner_key", "reconcile", "record_failure"]
+__all__ = ["Runtime", "observed_deployment", "observed_job", "owner_key", "reconcile"]
 
 # Kinds of children pruned by owner uid when the desired state no longer has them (Deployments and Jobs
 # are planned explicitly from the recorded state).
@@ -109,6 +105,9 @@ class Runtime:
     applied: dict[tuple[str, str, str | None, str], tuple[str, float]] = field(default_factory=dict)
     pruned: dict[Key, frozenset[tuple[str, str, str]]] = field(default_factory=dict)
     retry_max_s: float = 300.0  # failed reconciles back off exponentially up to this
+    # Why the last reconcile of an object failed: the next one records it (`Reconciled` condition) in the
+    # status it writes before acting, so a failure that repeats is visible without Event spam.
+    failures: dict[Key, str] = field(default_factory=dict)
 
     def waker(self, key: Key) -> asyncio.Event:
         return self.wakers.setdefault(key, asyncio.Event())
@@ -160,6 +159,7 @@ class Runtime:
         self.own_versions.pop(key, None)
         self.settled.pop(key, None)
         self.pruned.pop(key, None)
+        self.failures.pop(key, None)
         namespace, name = key
         for applied_key in [k for k in self.applied if k[2] == namespace and _belongs(k[3], name)]:
             del self.applied[applied_key]
@@ -204,6 +204,7 @@ async def reconcile(
         jobs={job.revision: job for job in jobs},
         deployments={deployment.revision: deployment for deployment in deployments},
         missing_apis=await missing_apis(runtime.kube, spec),
+        last_failure=runtime.failures.get(key, ""),
     )
     manual = Manual.from_annotations(meta.get("annotations") or {})
     observed = await with_job_result(runtime.kube, namespace, desired, status, observed)
@@ -233,6 +234,8 @@ async def reconcile(
     runtime.metrics.reconciles.labels("ok").inc()
     runtime.metrics.reconcile_seconds.observe(time.monotonic() - started)
     delay = runtime.resync_s if decision.requeue_after is None else decision.requeue_after.total_seconds()
+    if runtime.failures.pop(key, None) is not None:
+        delay = 0.0  # this round succeeded: record Reconciled=True right away
     return min(max(delay, 0.0), runtime.resync_s, RECENT_APPLY_S if deferred else runtime.resync_s)
 
 
@@ -378,19 +381,6 @@ async def write_status(runtime: Runtime, key: Key, body: Mapping[str, Any], afte
     resource_version = body.get("metadata", {}).get("resourceVersion")
     patch = {"status": replacing_patch(stored, new)}
     await _patch_own(runtime, key, body, patch, subresource="status", resource_version=resource_version)
-
-
-async def record_failure(runtime: Runtime, body: Mapping[str, Any], error: Exception, now: datetime) -> None:
-    """A reconcile failed: say so in the `Reconciled` condition (best effort; the API may be the cause)."""
-    meta = body.get("metadata") or {}
-    status = RolloutStatus.from_dict(body.get("status"))
-    message = f"{type(error).__name__}: {error}"[:1024]
-    update = ConditionUpdate(ConditionType.RECONCILED, "False", Reason.RECONCILE_FAILED, message)
-    generation = int(meta.get("generation") or 0)
-    conditions = merge_conditions(status.conditions, [update], generation, now)
-    key = (meta.get("namespace", ""), meta.get("name", ""))
-    with contextlib.suppress(KubeError):
-        await write_status(runtime, key, body, replace(status, conditions=conditions))
 
 
 def _count(metrics: OperatorMetrics, before: RolloutStatus, decision: Decision) -> None:

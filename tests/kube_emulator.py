@@ -201,18 +201,30 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
             if not applying:
                 raise k8s.KubernetesObjectNotFoundError()
             # Real API server: server-side apply of a missing object creates it.
+            owners = {manager: set(_leaf_paths(_user_fields(patch)))}
+            created = {**patch, "metadata": {**(patch.get("metadata") or {})}}
+            created["metadata"]["managedFields"] = _managed_replicas(owners)
             await self._create(
                 rendering.Request(
                     resource=request.resource,
                     namespace=request.namespace,
                     name=request.name,
-                    data=patch,
+                    data=created,
                     action=enums.action.CREATE,
                 )
             )
-            self._owners[key] = {manager: set(_leaf_paths(_user_fields(patch)))}
+            self._owners[key] = owners
             return
         before = current.raw
+        wanted_version = (patch.get("metadata") or {}).get("resourceVersion") if patch else None
+        if wanted_version and wanted_version != before.get("metadata", {}).get("resourceVersion"):
+            # Real API server: a write carrying a resourceVersion is conditional (optimistic concurrency).
+            raise k8s.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message="the object has been modified; please apply your"
+                " changes to the latest version and try again",
+            )
         if isinstance(request.data, list):
             after = self._json_patch(request, before)
         elif applying:
@@ -221,10 +233,16 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
         else:
             patch = self._scope_to_subresource(request, patch)
             after = _merge(before, patch)
-            self._take_ownership(key, _leaf_paths(_user_fields(patch)), manager)
+            # Real API server: an update (not an apply) takes ownership only of the values it changes.
+            changed = [p for p in _leaf_paths(_user_fields(patch)) if _at(after, p) != _at(before, p)]
+            self._take_ownership(key, changed, manager)
+        meta = dict(after.get("metadata") or {})
+        managed = _managed_replicas(self._owners.get(key, {}))
+        if managed or "managedFields" in meta:
+            meta["managedFields"] = managed
+        after["metadata"] = meta
         if after == before:
             return  # Real API server: a no-op write is not persisted and emits no event.
-        meta = dict(after.get("metadata") or {})
         meta["resourceVersion"] = str(next(self._revisions))
         if _without_meta_and_status(after) != _without_meta_and_status(before):
             meta["generation"] = int(before.get("metadata", {}).get("generation", 1)) + 1
@@ -432,6 +450,23 @@ def _merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def _at(obj: Mapping[str, Any], path: Path) -> Any:
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _managed_replicas(owners: Mapping[str, set[Path]]) -> list[dict[str, Any]]:
+    """Real API server: `metadata.managedFields` says which manager owns which field. Rendered here only
+    for `spec.replicas` (the one field whose ownership the operator reads)."""
+    return [
+        {"manager": manager, "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        for manager, paths in sorted(owners.items())
+        if ("spec", "replicas") in paths
+    ]
 
 
 def _without_meta_and_status(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -111,6 +111,7 @@ class Observed:
     deployments: Mapping[str, ObservedDeployment] = field(default_factory=dict)  # by revision
     job_result: JobResult | None = None  # of the desired revision's finished Job, once read
     missing_apis: tuple[str, ...] = ()  # kinds of optional children the cluster does not serve
+    last_failure: str = ""  # why the previous reconcile failed (it is retried with backoff), if it did
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,16 @@ class Round:
         if ConditionType.OPTIMIZED not in self.notes:
             self.notes[ConditionType.OPTIMIZED] = self._optimized_note()
         self.notes[ConditionType.CHILDREN_APPLIED] = self._children_note()
-        self.notes[ConditionType.RECONCILED] = ("True", Reason.AS_EXPECTED, "")
+        failure = self.observed.last_failure
+        self.notes[ConditionType.RECONCILED] = (
+            (
+                "False",
+                Reason.RECONCILE_FAILED,
+                f"the last reconcile failed and is retried with backoff: {failure}",
+            )
+            if failure
+            else ("True", Reason.AS_EXPECTED, "")
+        )
         updates = [ConditionUpdate(kind, *note) for kind, note in self.notes.items()]
         status = replace(
             status,
