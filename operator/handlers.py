@@ -36,6 +36,8 @@ OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # Watches are re-opened at least this often; a stalled stream (no error, no events) is cut client-side.
 WATCH_SERVER_TIMEOUT_S = 270
 WATCH_CLIENT_TIMEOUT_S = 300
+CONFLICT = 409
+CONFLICT_RETRY_S = 0.2
 # Longer than the reconcile's own longest wait (Runtime.consistency_timeout_s, 5 s).
 CANCELLATION_BACKOFF_S = 6.0
 
@@ -153,6 +155,13 @@ async def reconcile_loop(
                 )
                 failures, last_error = 0, ""
             except Exception as error:  # any failure: back off, say so in the status; the loop never dies
+                if isinstance(error, KubeError) and error.status == CONFLICT:
+                    # The object moved on since the body we decided from (kopf's own annotations, a
+                    # user's edit): expected with optimistic concurrency; decide again from the new one.
+                    logger.debug("status write conflicted; deciding again: %s", error)
+                    delay = CONFLICT_RETRY_S
+                    await _sleep(waker, stopped, delay)
+                    continue
                 failures += 1
                 delay = failure_delay(runtime, failures)
                 # A warning (which kopf also posts as an Event) only when the failure is new or changes.

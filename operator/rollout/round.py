@@ -47,6 +47,7 @@ class Round:
     requeue: list[timedelta] = field(default_factory=list)
     notes: dict[ConditionType, tuple[ConditionStatus, Reason, str]] = field(default_factory=dict)
     consumed: list[str] = field(default_factory=list)  # one-shot annotations acted on (removed after)
+    kept: set[str] = field(default_factory=set)  # one-shot annotations still acting (not removed yet)
     delete_jobs: list[str] = field(default_factory=list)  # finished Jobs a retry must remove first
 
     def __post_init__(self) -> None:
@@ -66,13 +67,17 @@ class Round:
         if key not in self.consumed:
             self.consumed.append(key)
 
+    def consume_later(self, key: str) -> None:
+        """The annotation is being acted on over several rounds: it stays, and is not 'ignored'."""
+        self.kept.add(key)
+
     def ignore_one_shot_annotations(self, why: str) -> None:
         for key, present in (
             (ANNOTATION_PROMOTE, self.manual.promote),
             (ANNOTATION_ABORT, self.manual.abort),
             (ANNOTATION_RETRY, self.manual.retry),
         ):
-            if present and key not in self.consumed:
+            if present and key not in self.consumed and key not in self.kept:
                 self.consume(key)
                 self.event("Normal", Reason.MANUAL_ANNOTATION_IGNORED, f"{key} ignored: {why}")
 

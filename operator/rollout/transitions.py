@@ -73,10 +73,11 @@ def decide(
     final = r.finish()
     children = plan_children(desired, final, observed)
     return Decision(
+        # Annotations acted on are removed right after the status that records their effect is stored.
         actions=(
+            *(ClearAnnotation(key) for key in r.consumed),
             *children,
             *(DeleteJob(name) for name in r.delete_jobs),
-            *(ClearAnnotation(key) for key in r.consumed),
             *r.events,
         ),
         status=final,
@@ -195,13 +196,14 @@ def on_failed_optimization(r: Round) -> None:
             on_optimize(r)
             return
         r.delete_jobs.append(job.name)  # the annotation stays until the Job is gone
+        r.consume_later(ANNOTATION_RETRY)
     hold_failed_optimization(r)
 
 
 def hold_failed_optimization(r: Round) -> None:
     error = str(r.status.optimization.get("error", "the optimization Job failed"))
     message = f"optimizing revision {r.desired.revision} failed: {error}"
-    r.ignore_one_shot_annotations("the newest revision failed to optimize; change the spec")
+    r.ignore_one_shot_annotations("the newest revision failed to optimize; change the spec or retry")
     r.note(ConditionType.OPTIMIZED, "False", Reason.OPTIMIZATION_FAILED, message)
     r.note(ConditionType.PROGRESSING, "False", Reason.OPTIMIZATION_FAILED, message)
     r.note(ConditionType.DEGRADED, "True", Reason.OPTIMIZATION_FAILED, message)
