@@ -61,8 +61,22 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
     _owners: dict[ObjectKey, dict[str, set[Path]]] = attrs.field(factory=dict, init=False)
     faults: list[Fault] = attrs.field(factory=list, init=False)
     served_faults: list[tuple[str, str, int]] = attrs.field(factory=list, init=False)
+    # Writes the operator's own client made that changed stored state (a no-op write is not counted).
+    operator_writes: int = attrs.field(default=0, init=False)
+    crash_after: int | None = attrs.field(default=None, init=False)
+    crashed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _persisted: int = attrs.field(default=0, init=False)
 
     # -- test controls
+
+    def crash_operator_after(self, writes: int) -> None:
+        """Stand-in for `kill -9` at an exact point: once the operator's client has made `writes` effective
+        writes in all, every later request of it fails (nothing more reaches the store) and `crashed` is
+        set, so the test can kill the process. kopf's own requests are not counted."""
+        self.crash_after = writes
+        self.crashed = asyncio.Event()
+        if self.operator_writes >= writes:
+            self.crashed.set()
 
     def fail(self, method: str, path: str, status: int, times: int = 1) -> Fault:
         fault = Fault(method.upper(), re.compile(path), status, times)
@@ -94,13 +108,21 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
         if request.resource is None:
             return await super()._handle(request)
         self._raise_injected_fault(request)
+        ours = not request.headers.get("User-Agent", "").startswith("kopf")
+        if ours and self.crashed.is_set() and self.crash_after is not None:
+            raise k8s.KubernetesError(status=503, reason="Crashed", message="the operator is dead")
         async with self._lock:
+            persisted = self._persisted
             if request.action == enums.action.CREATE:
                 await self._create(request)
             elif request.action == enums.action.UPDATE and request.name is not None:
                 await self._update(request)
             elif request.action == enums.action.DELETE and request.name is not None:
                 await self._delete((request.resource, request.namespace, request.name))
+            if ours and self._persisted > persisted:
+                self.operator_writes += 1
+                if self.crash_after is not None and self.operator_writes >= self.crash_after:
+                    self.crashed.set()
         # State is settled; render the response from it. kmock matches every request against its
         # reaction DSL by scanning all past requests (quadratic over a run), so object requests go
         # straight to the emulator's own serving methods; discovery still goes through the DSL.
@@ -186,6 +208,7 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
             self._objects[key] = data
         else:
             existing.create(data)
+        self._persisted += 1
         self._owners[key] = {}
         await self._buses[request.resource].put({"type": "ADDED", "object": copy.deepcopy(data)})
 
@@ -248,6 +271,7 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
             meta["generation"] = int(before.get("metadata", {}).get("generation", 1)) + 1
         after["metadata"] = meta
         current.create(after)
+        self._persisted += 1
         await self._buses[request.resource].put({"type": "MODIFIED", "object": copy.deepcopy(after)})
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             await self._delete(key)
@@ -316,6 +340,7 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
             return
         last = copy.deepcopy(current.raw)
         current.delete()
+        self._persisted += 1
         self._owners.pop(key, None)
         await self._buses[key[0]].put({"type": "DELETED", "object": last})
         # Real garbage collector (background propagation): dependents of a deleted uid go too.
