@@ -11,23 +11,20 @@ then records Events. Children already applied with the same content are skipped 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from modeldeploy import rendering
 from modeldeploy.conditions import (
     ConditionType,
-    Phase,
     find_condition,
 )
-from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, ObjectRef
+from modeldeploy.kube import HANDOFF_FIELD_MANAGER, ObjectRef
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.observe import (
     Key,
@@ -38,7 +35,6 @@ from modeldeploy.observe import (
     owner_key,
     with_job_result,
 )
-from modeldeploy.probes import Probes
 from modeldeploy.rendering import API_VERSION, KIND
 from modeldeploy.rollout import (
     Action,
@@ -49,8 +45,10 @@ from modeldeploy.rollout import (
     Decision,
     DeleteDeployment,
     DeleteJob,
+    Desired,
     HandOffReplicas,
     Manual,
+    Measurements,
     Observed,
     ObservedDeployment,
     ObservedJob,
@@ -63,9 +61,10 @@ from modeldeploy.rollout import (
     replacing_patch,
     stored_form,
 )
+from modeldeploy.runtime import PHASES, Runtime, utc_now
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, check_name, parse_spec
 
-__all__ = ["Runtime", "observed_deployment", "observed_job", "owner_key", "reconcile"]
+__all__ = ["Runtime", "observed_deployment", "observed_job", "owner_key", "reconcile", "utc_now"]
 
 # Kinds of children pruned by owner uid when the desired state no longer has them (Deployments and Jobs
 # are planned explicitly from the recorded state).
@@ -76,94 +75,7 @@ PRUNABLE = (
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
-PHASES = [str(phase) for phase in Phase]
 RECENT_APPLY_S = 2.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(tz=UTC)
-
-
-@dataclass
-class Runtime:
-    """What every reconcile shares: clients, probes, metrics, and per-object wake-up signals."""
-
-    kube: Kube
-    probes: Probes
-    metrics: OperatorMetrics
-    resync_s: float = 300.0  # level-based safety net: reconcile at least this often
-    reapply_s: float = 600.0  # re-apply unchanged children this often (repairs manual drift)
-    retry_s: float = 5.0  # after a failed reconcile
-    consistency_timeout_s: float = 5.0  # wait this long for our own write to come back on the watch
-    clock: Callable[[], datetime] = utc_now
-    wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
-    # After a write: the resourceVersion the object had before it (a body still at it is stale) ...
-    stale_versions: dict[Key, str] = field(default_factory=dict)
-    # ... and the versions our own writes produced (their watch events are no news).
-    own_versions: dict[Key, list[str]] = field(default_factory=dict)
-    settled: dict[Key, asyncio.Event] = field(default_factory=dict)
-    applied: dict[tuple[str, str, str | None, str], tuple[str, float]] = field(default_factory=dict)
-    pruned: dict[Key, frozenset[tuple[str, str, str]]] = field(default_factory=dict)
-    retry_max_s: float = 300.0  # failed reconciles back off exponentially up to this
-    # Why the last reconcile of an object failed: the next one records it (`Reconciled` condition) in the
-    # status it writes before acting, so a failure that repeats is visible without Event spam.
-    failures: dict[Key, str] = field(default_factory=dict)
-
-    def waker(self, key: Key) -> asyncio.Event:
-        return self.wakers.setdefault(key, asyncio.Event())
-
-    def poke(self, key: Key) -> None:
-        """Something this ModelDeployment depends on changed: reconcile it now."""
-        waker = self.wakers.get(key)
-        if waker is not None:
-            waker.set()
-
-    def saw(self, key: Key, resource_version: str | None) -> bool:
-        """A watch event of the ModelDeployment arrived; True when it is the echo of our own write.
-
-        kopf may batch quick successive events, so the echo of one particular write can be skipped:
-        any version other than the stale one means the live body has moved past our writes' origin.
-        """
-        if (
-            resource_version is not None
-            and self.stale_versions.get(key, resource_version) != resource_version
-        ):
-            del self.stale_versions[key]
-            self.settled.setdefault(key, asyncio.Event()).set()
-        return resource_version is not None and resource_version in self.own_versions.get(key, ())
-
-    async def settle(self, key: Key, resource_version: str | None) -> None:
-        """Before deciding again, let the watch deliver our last write (else the status would be stale)."""
-        if self.stale_versions.get(key) != resource_version:
-            self.stale_versions.pop(key, None)
-            return
-        event = self.settled.setdefault(key, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), self.consistency_timeout_s)
-        except TimeoutError:
-            self.stale_versions.pop(key, None)
-
-    def wrote(self, key: Key, before: str | None, after: str | None) -> None:
-        # A write that changed nothing keeps the resourceVersion and sends no watch event (as the API
-        # server does): waiting for its echo would stall the loop for consistency_timeout_s.
-        changed = after is None or after != before
-        if before and changed and key not in self.stale_versions:
-            self.stale_versions[key] = before
-            self.settled.setdefault(key, asyncio.Event()).clear()
-        if after:
-            self.own_versions[key] = [*self.own_versions.get(key, [])[-7:], after]
-
-    def forget(self, key: Key) -> None:
-        self.wakers.pop(key, None)
-        self.stale_versions.pop(key, None)
-        self.own_versions.pop(key, None)
-        self.settled.pop(key, None)
-        self.pruned.pop(key, None)
-        self.failures.pop(key, None)
-        namespace, name = key
-        for applied_key in [k for k in self.applied if k[2] == namespace and _belongs(k[3], name)]:
-            del self.applied[applied_key]
-        self.metrics.forget(namespace, name, PHASES)
 
 
 # ---------------------------------------------------------------------------------------------- reconcile
@@ -190,33 +102,13 @@ async def reconcile(
         check_name(name)
         spec = parse_spec(body.get("spec") or {})
     except SpecError as error:
-        invalid = decide_invalid_spec(status, int(meta.get("generation") or 0), str(error), now)
-        await write_status(runtime, key, body, invalid)
-        if _degraded_message(invalid) != _degraded_message(status):
-            await runtime.kube.record_event(body, "Warning", "InvalidSpec", str(error))
-        runtime.metrics.reconciles.labels("invalid").inc()
-        runtime.metrics.set_phase(namespace, name, str(invalid.phase), PHASES)
+        await _refuse(runtime, body, status, str(error), now)
         return runtime.resync_s
 
     owner = rendering.Owner(name=name, namespace=namespace, uid=meta.get("uid"))
     desired = desired_from_spec(spec, name, int(meta.get("generation") or 0))
-    observed = Observed(
-        jobs={job.revision: job for job in jobs},
-        deployments={deployment.revision: deployment for deployment in deployments},
-        missing_apis=await missing_apis(runtime.kube, spec),
-        last_failure=runtime.failures.get(key, ""),
-    )
-    manual = Manual.from_annotations(meta.get("annotations") or {})
-    observed = await with_job_result(runtime.kube, namespace, desired, status, observed)
-    measured = await measure(
-        runtime.probes,
-        owner,
-        spec=spec,
-        desired=desired,
-        status=status,
-        observed=observed,
-        manual=manual,
-        now=now,
+    observed, manual, measured = await _gather(
+        runtime, owner, body, spec=spec, desired=desired, status=status, now=now, children=(deployments, jobs)
     )
     decision = decide(desired, status, observed, manual=manual, measured=measured, now=now)
 
@@ -237,6 +129,54 @@ async def reconcile(
     if runtime.failures.pop(key, None) is not None:
         delay = 0.0  # this round succeeded: record Reconciled=True right away
     return min(max(delay, 0.0), runtime.resync_s, RECENT_APPLY_S if deferred else runtime.resync_s)
+
+
+async def _refuse(
+    runtime: Runtime, body: Mapping[str, Any], status: RolloutStatus, error: str, now: datetime
+) -> None:
+    """An invalid spec: conditions say why, nothing is created (a serving stable keeps serving)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    invalid = decide_invalid_spec(status, int(meta.get("generation") or 0), error, now)
+    await write_status(runtime, (namespace, name), body, invalid)
+    if _degraded_message(invalid) != _degraded_message(status):
+        await runtime.kube.record_event(body, "Warning", "InvalidSpec", error)
+    runtime.metrics.reconciles.labels("invalid").inc()
+    runtime.metrics.set_phase(namespace, name, str(invalid.phase), PHASES)
+
+
+async def _gather(
+    runtime: Runtime,
+    owner: rendering.Owner,
+    body: Mapping[str, Any],
+    *,
+    spec: ModelDeploymentSpec,
+    desired: Desired,
+    status: RolloutStatus,
+    now: datetime,
+    children: tuple[Iterable[ObservedDeployment], Iterable[ObservedJob]],
+) -> tuple[Observed, Manual, Measurements]:
+    deployments, jobs = children
+    key = (owner.namespace, owner.name)
+    observed = Observed(
+        jobs={job.revision: job for job in jobs},
+        deployments={deployment.revision: deployment for deployment in deployments},
+        missing_apis=await missing_apis(runtime.kube, spec),
+        last_failure=runtime.failures.get(key, ""),
+    )
+    manual = Manual.from_annotations(body["metadata"].get("annotations") or {})
+    observed = await with_job_result(runtime.kube, owner.namespace, desired, status, observed)
+    measured = await measure(
+        runtime.probes,
+        owner,
+        spec=spec,
+        desired=desired,
+        status=status,
+        observed=observed,
+        manual=manual,
+        now=now,
+    )
+    return observed, manual, measured
 
 
 # ---------------------------------------------------------------------------------------------- act
@@ -421,7 +361,3 @@ async def _patch_own(
 def _degraded_message(status: RolloutStatus) -> str | None:
     degraded = find_condition(status.conditions, ConditionType.DEGRADED)
     return degraded.message if degraded is not None else None
-
-
-def _belongs(child_name: str, owner_name: str) -> bool:
-    return child_name == owner_name or child_name.startswith(f"{owner_name}-")
