@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: run test lint typecheck pytest install system-deps
+.PHONY: run test lint typecheck pytest install system-deps controlplane cluster cluster-down
 
 $(BIN)/python:
 	python3 -m venv $(VENV)
@@ -32,7 +32,20 @@ typecheck: install
 	$(BIN)/mypy -p modeldeploy
 	$(BIN)/mypy
 
-pytest: install system-deps
+# The real control plane (etcd, kube-apiserver, kube-controller-manager) from the Go modules pinned in
+# hack/controlplane; cached by the hash of go.mod/go.sum, so this is a no-op until they change.
+controlplane:
+	hack/controlplane/build.sh >/dev/null
+
+# A local cluster for people: `make cluster`, then `export KUBECONFIG=.cache/cluster/kubeconfig`.
+cluster: install controlplane
+	$(BIN)/modeldeploy cluster up --dir .cache/cluster
+	@cd tests && ../$(BIN)/python -c 'import toolbin; print("kubectl:", toolbin.tools_dir() / "kubectl")' 
+
+cluster-down: install
+	$(BIN)/modeldeploy cluster down --dir .cache/cluster
+
+pytest: install system-deps controlplane
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest

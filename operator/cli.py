@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from modeldeploy import __version__
-from modeldeploy.commands import analyze, optimize, render, run
+from modeldeploy.commands import analyze, cluster, optimize, render, run
 
-SUBCOMMANDS = (render, run, analyze, optimize)
+SUBCOMMANDS = (render, run, analyze, optimize, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,9 +96,14 @@ def _matching(pattern: str, what: str, max_length: int | None = None) -> Callabl
     return check
 
 
+QUANTITY_MAX_LENGTH = 64  # the CRD's bound (it keeps the API server's cost estimate of its rule in budget)
+
+
 def _quantity(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("must be a quantity such as 500m, 2 or 4Gi")
+    if isinstance(value, str) and len(value) > QUANTITY_MAX_LENGTH:
+        raise ValueError(f"must be at most {QUANTITY_MAX_LENGTH} characters")
     try:
         parse_quantity(value)
     except ValueError:

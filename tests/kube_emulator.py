@@ -571,6 +571,17 @@ class ClusterControllers:
     paused: bool = False
     tick_s: float = 0.02
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Play the controllers until the block ends."""
+        task = asyncio.create_task(self.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def run(self) -> None:
         while True:
             if not self.paused:

@@ -17,9 +17,6 @@ import functools
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,13 +24,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modeldeploy.cluster.processes import START_TIMEOUT_S, ServerProcess, free_port, http_ok
+from modeldeploy.cluster.processes import launch as _launch
+
 TRITON_MODELS = Path(__file__).parent / "triton_models"
 TEST_MODEL_CODE = TRITON_MODELS / "echo.py"
-START_TIMEOUT_S = 90.0
 
 
 class PartMissingError(Exception):
@@ -43,86 +42,6 @@ class PartMissingError(Exception):
         super().__init__(f"{part}: {why}")
         self.part = part
         self.why = why
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_ok(url: str, timeout_s: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return bool(response.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-@dataclass
-class ServerProcess:
-    """A server this module started; it owns a process group so its children die with it."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError as error:
-            return f"(no log: {error})"
-
-    def wait_until(self, check: Callable[[], bool], what: str, timeout_s: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode} before {what}:\n{self.log_tail()}"
-                )
-            if check():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name}: not {what} after {timeout_s:.0f}s:\n{self.log_tail()}")
-
-    def signal_stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def wait_stopped(self, timeout_s: float = 10.0) -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=timeout_s)
-        # The process group is ours (start_new_session): it also holds Triton's python-backend stubs.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=timeout_s)
-
-    def stop(self) -> None:
-        self.signal_stop()
-        self.wait_stopped()
-
-
-def _launch(
-    name: str, command: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
-) -> ServerProcess:
-    # The work folder as cwd: Triton's python stub puts its cwd on sys.path, and from the repository root
-    # the folder `operator/` would shadow the standard library's `operator`.
-    log = log_path.open("wb")
-    try:
-        process = subprocess.Popen(
-            list(command),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-            cwd=log_path.parent,
-        )
-    finally:
-        log.close()
-    return ServerProcess(name, process, log_path)
 
 
 # --- Triton ---------------------------------------------------------------------------------------

@@ -1,216 +1,57 @@
-"""The real operator (kopf + modeldeploy.handlers) against the emulated API server over HTTP.
+"""The real operator (kopf + modeldeploy.handlers) against the real control plane: kube-apiserver, etcd
+and kube-controller-manager (Deployment, ReplicaSet, Job, garbage collector, HPA controllers), with the
+node agent playing the kubelet. Each scenario runs in its own namespace of the session's cluster.
 
-The test plays what the emulator lacks: the Job and Deployment controllers (`ClusterControllers`),
-the user (`kubectl apply` → `write_as_controller`), a clock it can move (analysis intervals are ≥ 10s),
-and the canary verdicts (`ScriptedProbes`: the only stand-in, for Triton and Prometheus).
+The test plays the user (writes through the API), a clock it can move (analysis intervals are ≥ 10s), and
+the canary verdicts (`ScriptedProbes`: the only stand-in, for Triton and Prometheus; the real probes run in
+tests/test_operator_real_canary.py). Injected API faults (500s on chosen requests) stay on the emulator:
+tests/test_operator_faults.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import pathlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
-from kube_emulator import ApiServerEmulator, ClusterControllers
-from operator_harness import eventually, operator_in_this_loop
+from cluster import Cluster
+from operator_harness import (
+    ManualClock,
+    Operator,
+    ScriptedProbes,
+    canary_at_step,
+    eventually,
+    manifest,
+    ready_with_stable,
+    scripted_operator,
+)
+from operator_world import DEPLOYMENTS, MDEPS, World
 
-from modeldeploy.kube import Backoff, Kube
-from modeldeploy.metrics import OperatorMetrics
-from modeldeploy.probes import AnalysisRequest, Track
-from modeldeploy.reconciler import Runtime
 from modeldeploy.revision import compute_revision
-from modeldeploy.rollout import AnalysisOutcome, SmokeOutcome
 from modeldeploy.spec import parse_spec
-
-MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
-DEPLOYMENTS = "apps/v1/deployments"
-JOBS = "batch/v1/jobs"
-NS = "ml"
-INTERVAL = timedelta(seconds=10)
-
-
-# ---------------------------------------------------------------------------------------------- harness
-
-
-@dataclass
-class ManualClock:
-    now: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@dataclass
-class ScriptedProbes:
-    """Stand-in for Triton and Prometheus: the canary is READY unless told otherwise; verdicts are queued."""
-
-    ready: bool = True
-    verdicts: list[str] = field(default_factory=list)
-    default: str = "wait"
-    analyses: list[AnalysisRequest] = field(default_factory=list)
-
-    async def model_ready(self, canary: Track, model: str) -> SmokeOutcome:
-        return SmokeOutcome(ok=self.ready, reason="READY" if self.ready else f"model {model} is UNAVAILABLE")
-
-    async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
-        self.analyses.append(request)
-        verdict = self.verdicts.pop(0) if self.verdicts else self.default
-        return AnalysisOutcome(
-            verdict=verdict,  # type: ignore[arg-type]
-            reason=f"scripted {verdict}",
-            failed_checks=("errorRate",) if verdict == "fail" else (),
-            stable={"requests": 500.0, "errorRate": 0.0},
-            canary={"requests": 100.0, "errorRate": 0.3 if verdict == "fail" else 0.0},
-        )
-
-
-@dataclass
-class Operator:
-    runtime: Runtime
-    clock: ManualClock
-    probes: ScriptedProbes
-
-    def poke(self, name: str = "ocr") -> None:
-        self.runtime.poke((NS, name))
-
-    def tick(self, delta: timedelta = INTERVAL, name: str = "ocr") -> None:
-        """Let time pass and wake the object (its own timer would, after `delta` of real time)."""
-        self.clock.advance(delta)
-        self.poke(name)
-
-    def reconciles(self) -> float:
-        value = self.runtime.metrics.registry.get_sample_value(
-            "modeldeploy_reconciles_total", {"result": "ok"}
-        )
-        return value or 0.0
-
-
-@contextlib.asynccontextmanager
-async def operator(
-    config: pathlib.Path, clock: ManualClock, probes: ScriptedProbes, kill: bool = False
-) -> AsyncIterator[Operator]:
-    """Run the real operator in this event loop; `kill` ends it by cancellation (no graceful stop)."""
-    kube = await Kube.connect(str(config), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1))
-    runtime = Runtime(kube=kube, probes=probes, metrics=OperatorMetrics(), clock=clock, retry_s=0.2)
-    async with operator_in_this_loop(runtime, kill=kill):
-        yield Operator(runtime, clock, probes)
 
 
 @pytest.fixture
-async def cluster(emulator: ApiServerEmulator) -> AsyncIterator[ClusterControllers]:
-    controllers = ClusterControllers(emulator)
-    task = asyncio.create_task(controllers.run())
-    yield controllers
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def world(control_plane: Cluster, cluster_namespace: str, real_kubeconfig: pathlib.Path) -> World:
+    return World(control_plane, cluster_namespace)
 
 
-def manifest(uri: str = "s3://models/ocr-v1.onnx", **sections: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model": {"name": "ocr", "uri": uri},
-        "storage": {"uri": "s3://artifacts/modeldeploy"},
-        "serving": {"replicas": 4},
-        "rollout": {"steps": [20, 50], "interval": "10s", "progressDeadline": "2m"},
-    }
-    spec.update(sections)
-    return {
-        "apiVersion": "modeldeploy.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "ocr"},
-        "spec": spec,
-    }
-
-
-class View:
-    """What `kubectl get` would show, read from the emulator."""
-
-    def __init__(self, api: ApiServerEmulator) -> None:
-        self.api = api
-
-    def mdep(self, name: str = "ocr") -> dict[str, Any]:
-        found = self.api.stored(MDEPS, NS, name)
-        assert found is not None
-        return found
-
-    def status(self, name: str = "ocr") -> dict[str, Any]:
-        return dict(self.mdep(name).get("status") or {})
-
-    def phase(self, name: str = "ocr") -> str | None:
-        return self.status(name).get("phase")
-
-    def condition(self, kind: str, name: str = "ocr") -> dict[str, Any]:
-        return next(c for c in self.status(name).get("conditions", []) if c["type"] == kind)
-
-    def deployments(self) -> dict[str, dict[str, Any]]:
-        return self.api.live(DEPLOYMENTS, NS)
-
-    def jobs(self) -> dict[str, dict[str, Any]]:
-        return self.api.live(JOBS, NS)
-
-    def events(self) -> list[tuple[str, str]]:
-        return [(e["type"], e["reason"]) for e in self.api.live("v1/events", NS).values()]
-
-    def creations(self, plural: str) -> list[str]:
-        """Names created through the API (POST, or an apply that created), in order."""
-        names = []
-        for (resource, namespace, name), obj in self.api.objects.items():
-            if namespace == NS and resource.plural == plural:
-                names += [name] * sum(
-                    1 for version in obj.history if version is not None and _is_first(version)
-                )
-        return names
-
-
-def _is_first(version: Any) -> bool:
-    return version.get("metadata", {}).get("generation") == 1 and "status" not in version
-
-
-async def create(api: ApiServerEmulator, body: dict[str, Any]) -> None:
-    await api.write_as_controller(MDEPS, NS, body["metadata"]["name"], copy.deepcopy(body))
-
-
-async def change_spec(api: ApiServerEmulator, spec_patch: dict[str, Any], name: str = "ocr") -> None:
-    await api.write_as_controller(MDEPS, NS, name, {"spec": spec_patch})
-
-
-async def annotate(api: ApiServerEmulator, key: str, value: str | None, name: str = "ocr") -> None:
-    await api.write_as_controller(MDEPS, NS, name, {"metadata": {"annotations": {key: value}}})
-
-
-async def ready_with_stable(view: View) -> str:
-    await eventually(lambda: view.phase() == "Ready", "phase Ready")
-    stable = view.status()["stableRevision"]
-    assert isinstance(stable, str)
-    return stable
-
-
-async def canary_at_step(view: View, step: int) -> str:
-    await eventually(lambda: view.status().get("canaryStep") == step, f"canary at step {step}")
-    canary = view.status()["canaryRevision"]
-    assert isinstance(canary, str)
-    return canary
+def operator(
+    world: World, clock: ManualClock, probes: ScriptedProbes, kill: bool = False
+) -> contextlib.AbstractAsyncContextManager[Operator]:
+    return scripted_operator(str(world.cluster.kubeconfig), world.namespace, clock, probes, kill)
 
 
 # ---------------------------------------------------------------------------------------------- scenarios
 
 
-async def test_create_optimizes_then_serves_and_reports_ready(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
+async def test_create_optimizes_then_serves_and_reports_ready(world: World) -> None:
+    view = world
     body = manifest(autoscaling={"engine": "hpa", "minReplicas": 2, "maxReplicas": 6, "target": 50})
-    async with operator(kubeconfig, ManualClock(), ScriptedProbes()) as op:
-        await create(emulator, body)
+    async with operator(world, ManualClock(), ScriptedProbes()) as op:
+        world.create(body)
         stable = await ready_with_stable(view)
         mdep = view.mdep()
         job = view.jobs()[f"ocr-optimize-{stable}"]
@@ -221,12 +62,15 @@ async def test_create_optimizes_then_serves_and_reports_ready(
             True,
         )
         deployment = view.deployments()[f"ocr-{stable}"]
-        assert "replicas" not in deployment["spec"]  # the HPA owns it
+        # The HPA owns the replica count: the operator's applies leave it out (a real Deployment always
+        # has one, so ownership is what shows it).
+        assert "modeldeploy" not in world.owners_of(deployment, "spec", "replicas")
+        assert "modeldeploy" in world.owners_of(deployment, "spec", "template")
         assert deployment["metadata"]["labels"]["modeldeploy.io/track"] == "stable"
-        hpa = emulator.live("autoscaling/v2/horizontalpodautoscalers", NS)["ocr"]
+        hpa = world.live("autoscaling/v2/horizontalpodautoscalers")["ocr"]
         assert hpa["spec"]["scaleTargetRef"]["name"] == f"ocr-{stable}"
-        assert "ocr" in emulator.live("v1/services", NS)
-        assert "ocr" in emulator.live("monitoring.coreos.com/v1/podmonitors", NS)
+        assert "ocr" in world.live("v1/services")
+        assert "ocr" in world.live("monitoring.coreos.com/v1/podmonitors")
         status = view.status()
         assert status["optimization"]["chosen"] == "int8-dynamic"
         assert status["optimization"]["after"] == {"sizeBytes": 1000}
@@ -237,7 +81,7 @@ async def test_create_optimizes_then_serves_and_reports_ready(
         assert ("Normal", "OptimizationSucceeded") in view.events()
         assert op.reconciles() >= 2
         # Someone deletes the serving Deployment: the operator puts it back (same name, new object).
-        await emulator.delete_as_user(DEPLOYMENTS, NS, f"ocr-{stable}")
+        world.delete(DEPLOYMENTS, f"ocr-{stable}")
         await eventually(
             lambda: (
                 view.deployments().get(f"ocr-{stable}", {}).get("metadata", {}).get("uid")
@@ -250,15 +94,13 @@ async def test_create_optimizes_then_serves_and_reports_ready(
         assert all(not key.startswith("kopf.zalando.org") for key in mdep["metadata"].get("annotations", {}))
 
 
-async def test_new_revision_goes_through_the_canary_steps_and_is_promoted(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
+async def test_new_revision_goes_through_the_canary_steps_and_is_promoted(world: World) -> None:
+    view = world
     probes = ScriptedProbes(verdicts=["pass", "pass"])
-    async with operator(kubeconfig, ManualClock(), probes) as op:
-        await create(emulator, manifest())
+    async with operator(world, ManualClock(), probes) as op:
+        world.create(manifest())
         old = await ready_with_stable(view)
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-v2.onnx"}})
+        world.change_spec({"model": {"uri": "s3://models/ocr-v2.onnx"}})
         new = await canary_at_step(view, 0)
         assert new != old
         assert view.status()["canaryWeight"] == 20
@@ -281,7 +123,7 @@ async def test_new_revision_goes_through_the_canary_steps_and_is_promoted(
         request = probes.analyses[0]
         assert (request.stable.revision, request.canary.revision) == (old, new)
         assert request.canary.matchers() == {
-            "namespace": NS,
+            "namespace": world.namespace,
             "modeldeploy_name": "ocr",
             "modeldeploy_revision": new,
         }
@@ -306,15 +148,13 @@ async def test_new_revision_goes_through_the_canary_steps_and_is_promoted(
         assert samples == 1.0
 
 
-async def test_failing_canary_is_rolled_back_and_not_retried(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
+async def test_failing_canary_is_rolled_back_and_not_retried(world: World) -> None:
+    view = world
     probes = ScriptedProbes(verdicts=["fail", "fail"])
-    async with operator(kubeconfig, ManualClock(), probes) as op:
-        await create(emulator, manifest())
+    async with operator(world, ManualClock(), probes) as op:
+        world.create(manifest())
         old = await ready_with_stable(view)
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-bad.onnx"}})
+        world.change_spec({"model": {"uri": "s3://models/ocr-bad.onnx"}})
         bad = await canary_at_step(view, 0)
         op.tick()
         await eventually(
@@ -340,16 +180,14 @@ async def test_failing_canary_is_rolled_back_and_not_retried(
         assert view.creations("jobs").count(f"ocr-optimize-{bad}") == 1
 
 
-async def test_operator_killed_mid_canary_resumes_at_the_same_step_without_duplicates(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
+async def test_operator_killed_mid_canary_resumes_at_the_same_step_without_duplicates(world: World) -> None:
+    view = world
     clock = ManualClock()
     body = manifest(rollout={"steps": [10, 40, 70], "interval": "10s", "progressDeadline": "5m"})
-    async with operator(kubeconfig, clock, ScriptedProbes(verdicts=["pass"]), kill=True) as op:
-        await create(emulator, body)
+    async with operator(world, clock, ScriptedProbes(verdicts=["pass"]), kill=True) as op:
+        world.create(body)
         old = await ready_with_stable(view)
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-v2.onnx"}})
+        world.change_spec({"model": {"uri": "s3://models/ocr-v2.onnx"}})
         await canary_at_step(view, 0)
         op.tick()
         new = await canary_at_step(view, 1)
@@ -357,7 +195,7 @@ async def test_operator_killed_mid_canary_resumes_at_the_same_step_without_dupli
     assert set(uids) == {f"ocr-{old}", f"ocr-{new}"}
     clock.advance(timedelta(seconds=3))  # less than an interval since the step started
     probes = ScriptedProbes(verdicts=["pass", "pass"])
-    async with operator(kubeconfig, clock, probes) as op:
+    async with operator(world, clock, probes) as op:
         await eventually(lambda: op.reconciles() >= 1, "first reconcile after restart")
         assert view.status()["canaryStep"] == 1
         assert view.status()["canaryWeight"] == 40
@@ -369,19 +207,19 @@ async def test_operator_killed_mid_canary_resumes_at_the_same_step_without_dupli
         await eventually(lambda: view.status().get("stableRevision") == new, "promotion after restart")
     assert view.creations("deployments").count(f"ocr-{new}") == 1
     assert view.creations("jobs").count(f"ocr-optimize-{new}") == 1
-    assert len(emulator.live("v1/services", NS)) == 1
+    assert len(world.live("v1/services")) == 1
 
 
-async def test_invalid_spec_fails_permanently_with_a_condition_and_no_children(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
-    async with operator(kubeconfig, ManualClock(), ScriptedProbes()):
-        await create(emulator, manifest(rollout={"steps": [150], "interval": "10s"}))
+async def test_invalid_spec_fails_permanently_with_a_condition_and_no_children(world: World) -> None:
+    """What the API server admits but the operator refuses (a map key no CRD rule can check at an
+    acceptable cost; the API server refuses everything else before the operator sees it)."""
+    view = world
+    async with operator(world, ManualClock(), ScriptedProbes()):
+        world.create(manifest(serving={"replicas": 4, "nodeSelector": {"gpu pool!": "a100"}}))
         await eventually(lambda: view.phase() == "Failed", "phase Failed")
         ready = view.condition("Ready")
         assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
-        assert "spec.rollout.steps[0]" in ready["message"]
+        assert "spec.serving.nodeSelector" in ready["message"]
         await eventually(lambda: ("Warning", "InvalidSpec") in view.events(), "a Warning Event")
         assert view.jobs() == {}
         assert view.deployments() == {}
@@ -390,19 +228,17 @@ async def test_invalid_spec_fails_permanently_with_a_condition_and_no_children(
         assert "modeldeploy.io/last-handled-configuration" in progress
 
 
-async def test_optimization_failure_of_a_new_revision_keeps_stable_and_degrades(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
+async def test_optimization_failure_of_a_new_revision_keeps_stable_and_degrades(world: World) -> None:
+    view = world
     body = manifest()
-    async with operator(kubeconfig, ManualClock(), ScriptedProbes()) as op:
-        await create(emulator, body)
+    async with operator(world, ManualClock(), ScriptedProbes()) as op:
+        world.create(body)
         old = await ready_with_stable(view)
         changed = copy.deepcopy(body)
         changed["spec"]["optimization"] = {"quantization": "fp16"}
         new = compute_revision(parse_spec(changed["spec"]))
-        cluster.failing_revisions[new] = '{"v": 1, "error": "accuracy drop 0.4 exceeds maxAccuracyDrop 0.01"}'
-        await change_spec(emulator, {"optimization": {"quantization": "fp16"}})
+        world.fail_optimization(new, '{"v": 1, "error": "accuracy drop 0.4 exceeds maxAccuracyDrop 0.01"}')
+        world.change_spec({"optimization": {"quantization": "fp16"}})
         await eventually(lambda: view.phase() == "Degraded", "phase Degraded")
         optimized = view.condition("Optimized")
         assert (optimized["status"], optimized["reason"]) == ("False", "OptimizationFailed")
@@ -415,16 +251,14 @@ async def test_optimization_failure_of_a_new_revision_keeps_stable_and_degrades(
         assert view.creations("jobs").count(f"ocr-optimize-{new}") == 1  # no retry storm
 
 
-async def test_manual_promote_skips_the_remaining_steps_and_is_removed(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
-    async with operator(kubeconfig, ManualClock(), ScriptedProbes()):
-        await create(emulator, manifest())
+async def test_manual_promote_skips_the_remaining_steps_and_is_removed(world: World) -> None:
+    view = world
+    async with operator(world, ManualClock(), ScriptedProbes()):
+        world.create(manifest())
         await ready_with_stable(view)
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-v2.onnx"}})
+        world.change_spec({"model": {"uri": "s3://models/ocr-v2.onnx"}})
         new = await canary_at_step(view, 0)
-        await annotate(emulator, "modeldeploy.io/promote", "true")
+        world.annotate("modeldeploy.io/promote", "true")
         await eventually(lambda: view.status().get("stableRevision") == new, "manual promotion")
         await eventually(
             lambda: "modeldeploy.io/promote" not in view.mdep()["metadata"].get("annotations", {}),
@@ -432,47 +266,26 @@ async def test_manual_promote_skips_the_remaining_steps_and_is_removed(
         )
 
 
-async def test_converges_through_api_errors_and_dropped_watches(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
-    emulator.fail("PATCH", r"/deployments/ocr-[0-9a-f]+$", 500, times=2)
-    emulator.fail("PATCH", r"/modeldeployments/ocr/status$", 409, times=2)
-    emulator.fail("PATCH", r"/jobs/ocr-optimize-[0-9a-f]+$", 503, times=1)
-    async with operator(kubeconfig, ManualClock(), ScriptedProbes()):
-        await create(emulator, manifest())
-        old = await ready_with_stable(view)
-        assert {status for _, _, status in emulator.served_faults} == {500, 409, 503}
-        await emulator.drop_watches()
-        emulator.fail("PATCH", r"/deployments/ocr-[0-9a-f]+$", 500, times=3)
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-v2.onnx"}})
-        new = await canary_at_step(view, 0)
-        assert new != old
-        assert view.creations("deployments").count(f"ocr-{new}") == 1
-
-
-async def test_gateway_api_routing_moves_route_weights_and_abort_rolls_back(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
+async def test_gateway_api_routing_moves_route_weights_and_abort_rolls_back(world: World) -> None:
+    view = world
     routing = {"type": "gatewayAPI", "gatewayAPI": {"parentRef": {"name": "public", "namespace": "gateways"}}}
     body = manifest(rollout={"steps": [25, 50], "interval": "10s", "trafficRouting": routing})
 
     def weights() -> dict[str, int]:
-        route = emulator.live("gateway.networking.k8s.io/v1/httproutes", NS)["ocr"]
+        route = world.live("gateway.networking.k8s.io/v1/httproutes")["ocr"]
         return {ref["name"]: ref["weight"] for ref in route["spec"]["rules"][0]["backendRefs"]}
 
-    async with operator(kubeconfig, ManualClock(), ScriptedProbes()):
-        await create(emulator, body)
+    async with operator(world, ManualClock(), ScriptedProbes()):
+        world.create(body)
         old = await ready_with_stable(view)
         assert weights() == {"ocr-stable": 100, "ocr-canary": 0}
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-v2.onnx"}})
+        world.change_spec({"model": {"uri": "s3://models/ocr-v2.onnx"}})
         new = await canary_at_step(view, 0)
         await eventually(lambda: weights() == {"ocr-stable": 75, "ocr-canary": 25}, "route at 25%")
-        services = emulator.live("v1/services", NS)
+        services = world.live("v1/services")
         assert services["ocr-canary"]["spec"]["selector"]["modeldeploy.io/revision"] == new
         assert view.deployments()[f"ocr-{old}"]["spec"]["replicas"] == 4  # stable stays full
-        await annotate(emulator, "modeldeploy.io/abort", "true")
+        world.annotate("modeldeploy.io/abort", "true")
         await eventually(lambda: view.phase() == "Degraded", "rollback by abort")
         assert view.status()["lastRollback"]["cause"] == "Aborted"
         await eventually(lambda: weights() == {"ocr-stable": 100, "ocr-canary": 0}, "route back to stable")
@@ -480,35 +293,31 @@ async def test_gateway_api_routing_moves_route_weights_and_abort_rolls_back(
         assert "modeldeploy.io/abort" not in view.mdep()["metadata"].get("annotations", {})
 
 
-async def test_deleting_a_modeldeployment_releases_it_and_its_children(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
-    async with operator(kubeconfig, ManualClock(), ScriptedProbes()):
-        await create(emulator, manifest())
+async def test_deleting_a_modeldeployment_releases_it_and_its_children(world: World) -> None:
+    view = world
+    async with operator(world, ManualClock(), ScriptedProbes()):
+        world.create(manifest())
         await ready_with_stable(view)
-        await emulator.delete_as_user(MDEPS, NS, "ocr")
-        assert emulator.stored(MDEPS, NS, "ocr") is not None  # held by the operator's finalizer
-        await eventually(lambda: emulator.stored(MDEPS, NS, "ocr") is None, "finalizer released")
+        world.delete(MDEPS, "ocr")
+        assert world.stored(MDEPS, "ocr") is not None  # held by the operator's finalizer
+        await eventually(lambda: world.stored(MDEPS, "ocr") is None, "finalizer released")
         await eventually(lambda: view.deployments() == {} and view.jobs() == {}, "children collected")
-        assert emulator.live("v1/services", NS) == {}
+        assert world.live("v1/services") == {}
 
 
-async def test_spec_change_mid_canary_replaces_the_canary_and_restarts_its_analysis(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, cluster: ClusterControllers
-) -> None:
-    view = View(emulator)
+async def test_spec_change_mid_canary_replaces_the_canary_and_restarts_its_analysis(world: World) -> None:
+    view = world
     probes = ScriptedProbes(verdicts=["fail"])
-    async with operator(kubeconfig, ManualClock(), probes) as op:
-        await create(emulator, manifest())
+    async with operator(world, ManualClock(), probes) as op:
+        world.create(manifest())
         old = await ready_with_stable(view)
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-v2.onnx"}})
+        world.change_spec({"model": {"uri": "s3://models/ocr-v2.onnx"}})
         first = await canary_at_step(view, 0)
         op.tick()
         await eventually(
             lambda: view.status().get("analysis", {}).get("failedChecks") == 1, "one failed check"
         )
-        await change_spec(emulator, {"model": {"uri": "s3://models/ocr-v3.onnx"}})
+        world.change_spec({"model": {"uri": "s3://models/ocr-v3.onnx"}})
         await eventually(
             lambda: (
                 view.status().get("canaryRevision") not in (None, first)
