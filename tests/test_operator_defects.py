@@ -4,29 +4,24 @@ need a real kube-apiserver). Each test failed before its fix."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import copy
 import pathlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import kmock
 import pytest
 from kube_emulator import CLUSTER_RESOURCES, ApiServerEmulator, ClusterControllers, use_kubeconfig
-from operator_harness import eventually
-from test_operator import (
-    DEPLOYMENTS,
-    NS,
+from operator_harness import (
     ManualClock,
+    Operator,
     ScriptedProbes,
-    View,
-    annotate,
     canary_at_step,
-    change_spec,
-    cluster,
-    create,
+    eventually,
     manifest,
-    operator,
     ready_with_stable,
+    scripted_operator,
 )
 
 from modeldeploy.kube import FIELD_MANAGER, HANDOFF_FIELD_MANAGER
@@ -35,12 +30,85 @@ from modeldeploy.revision import compute_revision
 from modeldeploy.rollout import ANNOTATION_RETRY
 from modeldeploy.spec import parse_spec
 
-__all__ = ["cluster"]  # the fixture, shared with test_operator
-
+MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
+DEPLOYMENTS = "apps/v1/deployments"
+JOBS = "batch/v1/jobs"
+NS = "ml"
 HPA = "autoscaling/v2/horizontalpodautoscalers"
 SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
 POD_MONITORS = "monitoring.coreos.com/v1/podmonitors"
 AUTOSCALING = {"engine": "hpa", "minReplicas": 2, "maxReplicas": 8, "target": 50}
+
+
+class View:
+    """What `kubectl get` would show, read from the emulator."""
+
+    def __init__(self, api: ApiServerEmulator) -> None:
+        self.api = api
+
+    def mdep(self, name: str = "ocr") -> dict[str, Any]:
+        found = self.api.stored(MDEPS, NS, name)
+        assert found is not None
+        return found
+
+    def status(self, name: str = "ocr") -> dict[str, Any]:
+        return dict(self.mdep(name).get("status") or {})
+
+    def phase(self, name: str = "ocr") -> str | None:
+        return self.status(name).get("phase")
+
+    def condition(self, kind: str, name: str = "ocr") -> dict[str, Any]:
+        return next(c for c in self.status(name).get("conditions", []) if c["type"] == kind)
+
+    def deployments(self) -> dict[str, dict[str, Any]]:
+        return self.api.live(DEPLOYMENTS, NS)
+
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        return self.api.live(JOBS, NS)
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(e["type"], e["reason"]) for e in self.api.live("v1/events", NS).values()]
+
+    def creations(self, plural: str) -> list[str]:
+        """Names created through the API (POST, or an apply that created), in order."""
+        names = []
+        for (resource, namespace, name), obj in self.api.objects.items():
+            if namespace == NS and resource.plural == plural:
+                names += [name] * sum(
+                    1
+                    for version in obj.history
+                    if version is not None
+                    and version.get("metadata", {}).get("generation") == 1
+                    and "status" not in version
+                )
+        return names
+
+
+async def create(api: ApiServerEmulator, body: dict[str, Any]) -> None:
+    body = copy.deepcopy(body)
+    body["metadata"]["namespace"] = NS
+    await api.write_as_controller(MDEPS, NS, body["metadata"]["name"], body)
+
+
+async def change_spec(api: ApiServerEmulator, spec_patch: dict[str, Any], name: str = "ocr") -> None:
+    await api.write_as_controller(MDEPS, NS, name, {"spec": spec_patch})
+
+
+async def annotate(api: ApiServerEmulator, key: str, value: str | None, name: str = "ocr") -> None:
+    await api.write_as_controller(MDEPS, NS, name, {"metadata": {"annotations": {key: value}}})
+
+
+def operator(
+    config: pathlib.Path, clock: ManualClock, probes: ScriptedProbes, kill: bool = False
+) -> contextlib.AbstractAsyncContextManager[Operator]:
+    return scripted_operator(str(config), NS, clock, probes, kill, clusterwide=True)
+
+
+@pytest.fixture
+async def cluster(emulator: ApiServerEmulator) -> AsyncIterator[ClusterControllers]:
+    controllers = ClusterControllers(emulator)
+    async with controllers.running():
+        yield controllers
 
 
 def replicas(view: View, revision: str) -> int | None:
@@ -191,7 +259,7 @@ async def test_a_missing_optional_api_is_skipped_with_a_condition_naming_what_to
     api, config = without_pod_monitors
     view = View(api)
     controllers = ClusterControllers(api)
-    async with _running(controllers), operator(config, ManualClock(), ScriptedProbes()) as op:
+    async with controllers.running(), operator(config, ManualClock(), ScriptedProbes()) as op:
         await create(api, manifest())
         await ready_with_stable(view)
         errors = op.runtime.metrics.registry.get_sample_value(
@@ -204,14 +272,3 @@ async def test_a_missing_optional_api_is_skipped_with_a_condition_naming_what_to
         assert "spec.monitoring.podMonitor: false" in condition["message"]
         assert view.condition("Ready")["status"] == "True"
         assert "ocr" in api.live("v1/services", NS)
-
-
-@contextlib.asynccontextmanager
-async def _running(controllers: ClusterControllers) -> AsyncIterator[None]:
-    task = asyncio.create_task(controllers.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -10,23 +10,12 @@ import asyncio
 import pathlib
 
 from kube_emulator import ApiServerEmulator, ClusterControllers
-from operator_harness import eventually
-from test_operator import (
-    ManualClock,
-    ScriptedProbes,
-    View,
-    annotate,
-    change_spec,
-    cluster,
-    create,
-    manifest,
-    operator,
-    ready_with_stable,
-)
+from operator_harness import ManualClock, ScriptedProbes, eventually, manifest, ready_with_stable
+from test_operator_defects import View, annotate, change_spec, cluster, create, operator
 
 from modeldeploy.rollout import ANNOTATION_PROMOTE
 
-__all__ = ["cluster"]  # the fixture, shared with test_operator
+__all__ = ["cluster"]  # the fixture, shared with test_operator_defects
 
 REPLICAS = 4
 MAX_INCARNATIONS = 120
