@@ -116,7 +116,14 @@ async def reconcile(
     # line is completed by the next reconcile (the plan is derived again from the same status).
     await write_status(runtime, key, body, decision.status)
     deferred = await _act(
-        runtime, owner, spec=spec, body=body, decision=decision, observed=observed, logger=logger
+        runtime,
+        owner,
+        spec=spec,
+        body=body,
+        decision=decision,
+        observed=observed,
+        served_before=status.stable_revision is not None,
+        logger=logger,
     )
     for event in decision.of_type(RecordEvent):
         await runtime.kube.record_event(body, event.type, str(event.reason), event.message)
@@ -190,9 +197,11 @@ async def _act(
     body: Mapping[str, Any],
     decision: Decision,
     observed: Observed,
+    served_before: bool,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> bool:
-    """Carry out the plan; True when a missing child was left for a moment (check again soon)."""
+    """Carry out the plan; True when a missing child was left for a moment (check again soon).
+    `served_before`: the status this round started from had a stable revision."""
     deferred = False
     present = {d.name for d in observed.deployments.values()} | {j.name for j in observed.jobs.values()}
     for action in decision.actions:
@@ -208,7 +217,8 @@ async def _act(
             sent = await _apply(runtime, manifest, gone=gone)
             deferred |= gone and not sent
         if isinstance(action, ApplyTrafficObjects):
-            await _prune(runtime, owner, manifests, logger)
+            # Traffic objects exist only once a stable was recorded: before that there is nothing to prune.
+            await _prune(runtime, owner, manifests, logger, listing=served_before)
         await _side_effect(runtime, owner, body, action, logger)
     return deferred
 
@@ -218,12 +228,16 @@ async def _prune(
     owner: rendering.Owner,
     manifests: list[dict[str, Any]],
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    *,
+    listing: bool,
 ) -> None:
     """Delete owned children the desired state no longer has (hpa → keda → none, podMonitor off, ...).
-    Listing costs calls, so it runs when the wanted set changes (and once after a start)."""
+    Listing costs calls, so it runs when the wanted set changes (and once after a start), and not at all
+    for an object that never served (nothing of an earlier spec can exist)."""
     wanted = frozenset((m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests)
     key = (owner.namespace, owner.name)
-    if runtime.pruned.get(key) == wanted:
+    if runtime.pruned.get(key) == wanted or not listing:
+        runtime.pruned[key] = wanted
         return
     selector = f"{rendering.INSTANCE_LABEL}={owner.name}"
     for api_version, kind in PRUNABLE:
