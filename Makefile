@@ -46,7 +46,7 @@ cluster-down: install
 	$(BIN)/modeldeploy cluster down --dir .cache/cluster
 
 pytest: install system-deps controlplane
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=25 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -1,47 +1,65 @@
-"""How fast the operator brings N new ModelDeployments to serving, against the emulated API server.
+"""How fast the operator brings N new ModelDeployments to serving, on the real control plane.
 
-Runs `modeldeploy run` as its own process (as in a cluster) against kmock's emulator (extended in
-tests/kube_emulator.py) in this process, which also plays the Job and Deployment controllers: every
-optimization Job completes at once, every Deployment becomes available at once. So the figures are the
-operator's own cost: watch → decide → apply → status, for N objects created in one burst.
+Starts the real kube-apiserver, etcd and kube-controller-manager (hack/controlplane, as the tests do) and
+the node agent that plays the kubelet (every optimization Job's pod completes at once, every Triton pod is
+Running and Ready at once), then runs `modeldeploy run` as its own process with an identity of its own, and
+creates N ModelDeployments in 10 namespaces: in one burst, or paced at `--rate` objects per second (the
+steady state). In the same run, before the operator starts, a plain client writes the same children for
+N other objects with server-side apply (8 concurrent writers): the API server's raw rate for this work,
+so the operator's rate is a ratio, not a number that depends on the machine.
 
-    .venv/bin/python benchmarks/reconcile.py            # 200 objects
+    .venv/bin/python benchmarks/reconcile.py                  # 200 objects, burst
+    .venv/bin/python benchmarks/reconcile.py --rate 5         # 200 objects, 5 per second
     .venv/bin/python benchmarks/reconcile.py --count 1000
 
-Prints p50/p99 latency from create to the stable Deployment applied and to phase Ready, objects per
-second, API requests per object, and the operator process's peak RSS (VmHWM).
+Prints p50/p99 from create to the children (the stable Deployment) and to phase Ready, objects/s against
+the raw rate, the operator's API requests per object by verb and resource (from the audit log), and the
+operator process's peak RSS (VmHWM).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import calendar
+import concurrent.futures
 import os
 import pathlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
 
-import aiohttp
-import kmock
-from kube_emulator import ApiServerEmulator, ClusterControllers, kubeconfig_text, running_emulator
+from toolbin import REPO_ROOT, kubectl_path
 
-MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
+from modeldeploy.cluster.binaries import ensure_binaries
+from modeldeploy.cluster.controlplane import ControlPlane, start_control_plane
+from modeldeploy.cluster.node_agent import NodeAgent
+from modeldeploy.cluster.processes import free_port, http_ok
+from modeldeploy.cluster.rest import APPLY_PATCH, ApiError, RestClient
+from modeldeploy.cluster.thirdparty import third_party_crds
+from modeldeploy.rendering import Owner, RenderPlan, render_all
+from modeldeploy.revision import compute_revision
+from modeldeploy.spec import parse_spec
+
+MDEPS_PATH = "/apis/modeldeploy.io/v1alpha1"
+NAMESPACES = [f"team-{index}" for index in range(10)]
+OPERATOR_USER = "modeldeploy-operator"
+WRITE_VERBS = {"create", "patch", "update", "delete"}
 
 
 def manifest(index: int) -> dict[str, Any]:
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
         "kind": "ModelDeployment",
+        "metadata": {"name": f"model-{index:04d}"},
         "spec": {
             "model": {"name": "ocr", "uri": f"s3://models/ocr-{index}.onnx"},
             "storage": {"uri": "s3://artifacts/modeldeploy"},
@@ -50,23 +68,9 @@ def manifest(index: int) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise SystemExit("the operator did not become healthy")
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -76,99 +80,223 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+def object_path(obj: dict[str, Any]) -> str:
+    group_version, kind = obj["apiVersion"], obj["kind"]
+    plural = {"Deployment": "deployments", "Service": "services", "Job": "jobs"}.get(kind, kind.lower() + "s")
+    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}/{obj['metadata']['name']}"
 
 
-async def watch_first_seen(api: ApiServerEmulator, resource: str, seen: dict[str, float]) -> None:
-    """Record when each object's instance first appears (an ADDED event on the emulator's bus)."""
-    async for event in api._buses[kmock.resource(resource)]:
-        meta = event.get("object", {}).get("metadata", {})
-        instance = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
-        if event.get("type") == "ADDED" and instance and instance not in seen:
-            seen[instance] = time.monotonic()
+def raw_rate(plane: ControlPlane, count: int) -> float:
+    """Objects/s at which a plain client writes the children of `count` objects (SSA, 8 writers)."""
+    client = RestClient(plane.credentials)
+    spec = parse_spec(manifest(0)["spec"])
+    revision = compute_revision(spec)
+
+    def write(index: int) -> None:
+        owner = Owner(f"raw-{index:04d}", NAMESPACES[index % len(NAMESPACES)])
+        plan = RenderPlan(stable_revision=revision, optimize_revision=revision)
+        for obj in render_all(owner, spec, plan):
+            if obj["kind"] in {"Deployment", "Service", "Job"}:
+                client.request(
+                    "PATCH",
+                    object_path(obj),
+                    obj,
+                    content_type=APPLY_PATCH,
+                    params={"fieldManager": "raw-client", "force": "true"},
+                )
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(count)))
+    rate = count / (time.monotonic() - start)
+    for namespace in NAMESPACES:  # leave the API server as the operator will find it
+        for kind in ("apps/v1/deployments", "v1/services", "batch/v1/jobs"):
+            group_version, plural = kind.rsplit("/", 1)
+            prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+            if plural == "services":  # services have no collection delete
+                for item in client.request("GET", f"{prefix}/namespaces/{namespace}/services")["items"]:
+                    client.request(
+                        "DELETE", f"{prefix}/namespaces/{namespace}/services/{item['metadata']['name']}"
+                    )
+            else:
+                client.request("DELETE", f"{prefix}/namespaces/{namespace}/{plural}")
+    client.close()
+    return rate
 
 
-async def watch_ready(api: ApiServerEmulator, ready: dict[str, float]) -> None:
-    async for event in api._buses[kmock.resource(MDEPS)]:
-        obj = event.get("object", {})
-        name = obj.get("metadata", {}).get("name")
-        if name and name not in ready and (obj.get("status") or {}).get("phase") == "Ready":
-            ready[name] = time.monotonic()
+class Recorder:
+    """Watches (in threads) when each object's stable Deployment appears and when it is Ready."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.client = RestClient(plane.credentials)
+        self.deployed: dict[str, float] = {}
+        self.ready: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        for path, record in (
+            ("/apis/apps/v1/deployments", self._deployment),
+            (f"{MDEPS_PATH}/modeldeployments", self._mdep),
+        ):
+            threading.Thread(target=self._follow, args=(path, record), daemon=True).start()
+
+    def _deployment(self, obj: dict[str, Any], now: float) -> None:
+        instance = obj["metadata"].get("labels", {}).get("app.kubernetes.io/instance")
+        if instance and instance.startswith("model-"):
+            self.deployed.setdefault(f"{obj['metadata']['namespace']}/{instance}", now)
+
+    def _mdep(self, obj: dict[str, Any], now: float) -> None:
+        if (obj.get("status") or {}).get("phase") == "Ready":
+            self.ready.setdefault(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}", now)
+
+    def _follow(self, path: str, record: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                version = self.client.request("GET", path)["metadata"]["resourceVersion"]
+                for event in self.client.watch(path, version, timeout_s=30):
+                    record(event["object"], time.monotonic())
+            except (ApiError, OSError, ValueError, KeyError):
+                time.sleep(0.2)
 
 
-async def run(count: int, timeout_s: float) -> int:
-    async with running_emulator() as api:
-        workdir = pathlib.Path(tempfile.mkdtemp(prefix="modeldeploy-bench-"))
-        config = workdir / "kubeconfig"
-        config.write_text(kubeconfig_text(str(api.url)))
-        controllers = ClusterControllers(api, tick_s=0.05)
+def start_operator(plane: ControlPlane, workdir: pathlib.Path) -> tuple[subprocess.Popen[bytes], Any]:
+    kubeconfig = plane.user_kubeconfig(OPERATOR_USER, "system:masters")
+    health_port = free_port()
+    log = (workdir / "operator.log").open("w")
+    command = [str(pathlib.Path(sys.executable).with_name("modeldeploy")), "run", "--all-namespaces"]
+    command += ["--standalone", "--health-port", str(health_port), "--metrics-port", "0"]
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+    )
+    deadline = time.monotonic() + 60
+    while not http_ok(f"http://127.0.0.1:{health_port}/healthz"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the operator did not become healthy; see {workdir / 'operator.log'}")
+        time.sleep(0.1)
+    return process, log
+
+
+def operator_requests(plane: ControlPlane, since: float) -> Counter[str]:
+    """The operator's requests after `since` (epoch s), by `verb resource[/subresource]`."""
+    counts: Counter[str] = Counter()
+    for event in plane.audit_events():
+        if event.get("user", {}).get("username") != OPERATOR_USER:
+            continue
+        stamp = event.get("requestReceivedTimestamp", "")
+        if calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) < int(since):
+            continue
+        ref = event.get("objectRef", {})
+        resource = ref.get("resource", event.get("requestURI", "?").split("?")[0])
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        counts[f"{event.get('verb')} {resource}"] += 1
+    return counts
+
+
+def run(count: int, rate: float | None, timeout_s: float) -> int:
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="modeldeploy-bench-"))
+    plane = start_control_plane(ensure_binaries(print), workdir / "cluster")
+    agent = NodeAgent(plane.credentials)
+    agent.start()
+    process = None
+    try:
+        # A cluster prepared as docs/install.md says: modeldeploy's CRD and the third-party ones.
+        for crd in [REPO_ROOT / "crds" / "modeldeployment.yaml", *third_party_crds()]:
+            subprocess.run(
+                [
+                    str(kubectl_path()),
+                    f"--kubeconfig={plane.kubeconfig}",
+                    "apply",
+                    "--server-side",
+                    "-f",
+                    str(crd),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        for namespace in NAMESPACES:
+            plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+        time.sleep(2)  # the namespaces' default ServiceAccounts (pods are refused without one)
+        raw = raw_rate(plane, count)
+        recorder = Recorder(plane)
+        recorder.start()
+        process, _log = start_operator(plane, workdir)
+        client = RestClient(plane.credentials)
         created: dict[str, float] = {}
-        deployed: dict[str, float] = {}
-        ready: dict[str, float] = {}
-        tasks = [
-            asyncio.create_task(controllers.run()),
-            asyncio.create_task(watch_first_seen(api, "apps/v1/deployments", deployed)),
-            asyncio.create_task(watch_ready(api, ready)),
-        ]
-        script = pathlib.Path(sys.executable).with_name("modeldeploy")
-        health_port = free_port()
-        log = (workdir / "operator.log").open("w")
-        command = [str(script), "run", "--all-namespaces", "--standalone"]
-        command += ["--health-port", str(health_port), "--metrics-port", "0"]
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(config)},
-        )
-        try:
-            await wait_healthy(health_port, process)  # start-up: imports, discovery, first listings
-            requests_before = len(api.received)
-            start = time.monotonic()
-            for index in range(count):
-                name = f"model-{index:04d}"
-                created[name] = time.monotonic()
-                await api.write_as_controller(MDEPS, f"team-{index % 10}", name, manifest(index))
-            deadline = time.monotonic() + timeout_s
-            while len(ready) < count and time.monotonic() < deadline and process.poll() is None:
-                await asyncio.sleep(0.05)
-            elapsed = time.monotonic() - start
-            rss = peak_rss_mib(process.pid) if process.poll() is None else float("nan")
-            requests = api.received[requests_before:]
-        finally:
+        since = time.time()
+        start = time.monotonic()
+        for index in range(count):
+            namespace = NAMESPACES[index % len(NAMESPACES)]
+            body = manifest(index)
+            created[f"{namespace}/{body['metadata']['name']}"] = time.monotonic()
+            client.request("POST", f"{MDEPS_PATH}/namespaces/{namespace}/modeldeployments", body)
+            if rate:
+                time.sleep(max(0.0, start + (index + 1) / rate - time.monotonic()))
+        deadline = time.monotonic() + timeout_s
+        while len(recorder.ready) < count and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        elapsed = time.monotonic() - start
+        rss = peak_rss_mib(process.pid) if process.poll() is None else float("nan")
+        recorder.stop.set()
+        requests = operator_requests(plane, since)
+    finally:
+        if process is not None:
             process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-            if process.poll() is None:
-                process.kill()
-            for task in tasks:
-                task.cancel()
-            log.close()
+            process.wait(timeout=30)
+        agent.stop()
+        plane.stop()
 
-    to_deployment = [deployed[name] - created[name] for name in created if name in deployed]
-    to_ready = [ready[name] - created[name] for name in created if name in ready]
-    verbs = Counter(str(request.method) for request in requests)
-    print(f"objects: {count} created, {len(to_deployment)} deployed, {len(to_ready)} Ready in {elapsed:.1f}s")
-    if to_deployment:
-        print(
-            f"create → stable Deployment applied: p50 {statistics.median(to_deployment) * 1000:.0f} ms,"
-            f" p99 {percentile(to_deployment, 0.99) * 1000:.0f} ms"
-        )
-    if to_ready:
-        print(
-            f"create → phase Ready:               p50 {statistics.median(to_ready) * 1000:.0f} ms,"
-            f" p99 {percentile(to_ready, 0.99) * 1000:.0f} ms"
-        )
-        print(f"throughput: {len(to_ready) / elapsed:.1f} objects/s")
-    print(f"API requests per object: {len(requests) / count:.1f} ({dict(verbs)})")
-    print(f"operator peak RSS: {rss:.0f} MiB")
-    if len(to_ready) < count:
+    report(Outcome(count, rate, created, recorder, elapsed, raw, requests, rss))
+    if len(recorder.ready) < count:
         print(f"NOT ALL READY; operator log: {workdir / 'operator.log'}", file=sys.stderr)
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    count: int
+    rate: float | None
+    created: dict[str, float]
+    recorder: Recorder
+    elapsed: float
+    raw: float
+    requests: Counter[str]
+    rss: float
+
+
+def report(outcome: Outcome) -> None:
+    count, rate, created, recorder = outcome.count, outcome.rate, outcome.created, outcome.recorder
+    elapsed, raw, requests = outcome.elapsed, outcome.raw, outcome.requests
+    to_children = [recorder.deployed[key] - created[key] for key in created if key in recorder.deployed]
+    to_ready = [recorder.ready[key] - created[key] for key in created if key in recorder.ready]
+    mode = f"paced at {rate}/s" if rate else "one burst"
+    print(
+        f"objects: {count} created ({mode}), {len(to_children)} with children, {len(to_ready)} Ready", end=""
+    )
+    print(f" in {elapsed:.1f}s")
+    for label, values in (
+        ("create → children (stable Deployment)", to_children),
+        ("create → phase Ready", to_ready),
+    ):
+        if values:
+            p50, p99 = statistics.median(values), percentile(values, 0.99)
+            print(f"{label}: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+    throughput = len(to_ready) / elapsed
+    print(f"throughput: {throughput:.1f} objects/s; raw API rate for the same children: {raw:.1f} objects/s")
+    print(f"operator / raw: {throughput / raw:.2f}" + (" (paced: bounded by the rate)" if rate else ""))
+    total = sum(requests.values())
+    writes = sum(n for key, n in requests.items() if key.split()[0] in WRITE_VERBS)
+    print(f"operator API requests per object: {total / count:.1f} ({writes / count:.1f} writes)")
+    for key, n in requests.most_common(12):
+        print(f"  {n / count:5.2f}  {key}")
+    print(f"operator peak RSS: {outcome.rss:.0f} MiB")
 
 
 def main() -> int:
@@ -176,9 +304,10 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--count", type=int, default=200, help="ModelDeployments to create (default 200)")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for all to be Ready")
+    parser.add_argument("--rate", type=float, help="create this many per second (default: all at once)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for all to be Ready")
     args = parser.parse_args()
-    return asyncio.run(run(args.count, args.timeout))
+    return run(args.count, args.rate, args.timeout)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,23 @@ CRD_FILE = REPO_ROOT / "crds" / "modeldeployment.yaml"
 _namespaces = itertools.count(1)
 
 
+def run_kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real kubectl with `kubeconfig`; with `check`, a failure raises with kubectl's own message."""
+    result = subprocess.run(
+        [str(kubectl_path()), f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
+    return result
+
+
 @dataclass
 class Cluster:
     """A running control plane with its node agent."""
@@ -50,17 +67,7 @@ class Cluster:
         self, *args: str, check: bool = True, input: str | None = None, kubeconfig: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         """The real kubectl against this cluster (as admin unless `kubeconfig` says otherwise)."""
-        result = subprocess.run(
-            [str(kubectl_path()), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
-        return result
+        return run_kubectl(kubeconfig or self.kubeconfig, *args, check=check, input=input)
 
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any

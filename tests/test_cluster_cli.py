@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster import wait_until
+from cluster import run_kubectl, wait_until
 from realparts import missing
-from toolbin import REPO_ROOT, kubectl_path
+from toolbin import REPO_ROOT
 
 from modeldeploy.cluster.binaries import BinariesMissingError, ensure_binaries
 
@@ -25,17 +25,8 @@ def modeldeploy(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [str(kubectl_path()), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        input=stdin,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def kubectl(kubeconfig: Path, *args: str) -> str:
+    return run_kubectl(kubeconfig, *args).stdout
 
 
 def alive(pid: int) -> bool:

@@ -49,6 +49,7 @@ class ControlPlane:
     kubeconfig: Path
     etcd_url: str
     audit_log: Path
+    authority: CertificateAuthority
     processes: dict[str, ServerProcess] = field(default_factory=dict)
     _client: RestClient | None = None
 
@@ -66,6 +67,12 @@ class ControlPlane:
         self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any
     ) -> dict[str, Any]:
         return self.client.request(method, path, body, **kw)
+
+    def user_kubeconfig(self, user: str, group: str | None = None) -> Path:
+        """A kubeconfig for a client-certificate identity of its own (so the audit log tells it apart)."""
+        pair = self.authority.issue(f"user-{user}", user, organization=group)
+        credentials = Credentials(self.server, self.credentials.ca, pair.cert, pair.key)
+        return write_kubeconfig(self.workdir / f"{user}.kubeconfig", credentials, user=user)
 
     def audit_events(self) -> list[dict[str, Any]]:
         """Every request the API server has answered so far (audit level Metadata, stage ResponseComplete)."""
@@ -131,6 +138,7 @@ def start_control_plane(
         kubeconfig=write_kubeconfig(workdir / "kubeconfig", credentials),
         etcd_url=f"http://127.0.0.1:{free_port()}",
         audit_log=workdir / "audit.log",
+        authority=authority,
     )
     try:
         say("starting etcd")
