@@ -37,7 +37,7 @@ OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 WATCH_SERVER_TIMEOUT_S = 270
 WATCH_CLIENT_TIMEOUT_S = 300
 CONFLICT = 409
-CONFLICT_RETRY_S = 0.2
+CONFLICT_WAIT_S = 1.0  # after a conflict, wait at most this long for kopf to deliver the newer object
 # Longer than the reconcile's own longest wait (Runtime.consistency_timeout_s, 5 s).
 CANCELLATION_BACKOFF_S = 6.0
 
@@ -145,6 +145,7 @@ async def reconcile_loop(
     try:
         while not stopped:
             waker.clear()
+            decided_from = body.get("metadata", {}).get("resourceVersion")
             try:
                 delay = await reconcile(
                     runtime,
@@ -157,10 +158,10 @@ async def reconcile_loop(
             except Exception as error:  # any failure: back off, say so in the status; the loop never dies
                 if isinstance(error, KubeError) and error.status == CONFLICT:
                     # The object moved on since the body we decided from (kopf's own annotations, a
-                    # user's edit): expected with optimistic concurrency; decide again from the new one.
+                    # user's edit): expected with optimistic concurrency; decide again from the new one
+                    # once kopf has it (deciding from the same stale body would only conflict again).
                     logger.debug("status write conflicted; deciding again: %s", error)
-                    delay = CONFLICT_RETRY_S
-                    await _sleep(waker, stopped, delay)
+                    await _newer(body, decided_from, stopped, CONFLICT_WAIT_S)
                     continue
                 failures += 1
                 delay = failure_delay(runtime, failures)
@@ -188,6 +189,16 @@ def failure_delay(runtime: Runtime, failures: int) -> float:
     """Capped exponential backoff with jitter (half fixed, half random) after `failures` in a row."""
     ceiling = min(runtime.retry_max_s, runtime.retry_s * 2 ** min(failures - 1, 30))
     return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+async def _newer(body: kopf.Body, version: str | None, stopped: kopf.DaemonStopped, timeout: float) -> None:
+    """Until kopf's live body has moved past `version` (it is updated in place by the watch)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while body.get("metadata", {}).get("resourceVersion") == version and not stopped:
+        if loop.time() > deadline:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:
