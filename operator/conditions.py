@@ -30,6 +30,10 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     OPTIMIZED = "Optimized"
+    # Optional children the cluster cannot take (their API is not installed): False names what to install.
+    CHILDREN_APPLIED = "ChildrenApplied"
+    # The last reconcile's own health: False names what fails while the operator backs off.
+    RECONCILED = "Reconciled"
 
 
 class Reason(StrEnum):
@@ -57,6 +61,9 @@ class Reason(StrEnum):
     ABORTED = "Aborted"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     MANUAL_ANNOTATION_IGNORED = "AnnotationIgnored"
+    RETRYING = "Retrying"
+    API_NOT_INSTALLED = "APINotInstalled"
+    RECONCILE_FAILED = "ReconcileFailed"
     IDLE = "Idle"
     AS_EXPECTED = "AsExpected"
 

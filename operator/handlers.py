@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -32,9 +33,13 @@ from modeldeploy.rendering import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, V
 from modeldeploy.spec import SpecError, check_name, parse_spec
 
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
+OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # Watches are re-opened at least this often; a stalled stream (no error, no events) is cut client-side.
 WATCH_SERVER_TIMEOUT_S = 270
 WATCH_CLIENT_TIMEOUT_S = 300
+CONFLICT = 409
+FORBIDDEN = 403
+CONFLICT_WAIT_S = 1.0  # after a conflict, wait at most this long for kopf to deliver the newer object
 # Longer than the reconcile's own longest wait (Runtime.consistency_timeout_s, 5 s).
 CANCELLATION_BACKOFF_S = 6.0
 
@@ -53,6 +58,10 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     # The operator records its own Events on phase transitions; kopf's per-handler ones are noise.
     settings.posting.level = logging.WARNING
+    # Ask the API server for our own children only (a server-side label selector on list and watch),
+    # instead of receiving every Deployment and Job in scope and filtering them here.
+    for group, plural in (("apps", "deployments"), ("batch", "jobs")):
+        settings.watching.label_selectors[group, plural] = OWNED_SELECTOR
 
 
 @kopf.on.startup()
@@ -138,10 +147,11 @@ async def reconcile_loop(
     jobs: kopf.Index[Any, Any] = indexes["optimization_jobs"]
     key = (namespace or "", name)
     waker = runtime.waker(key)
-    refused: str | None = None  # the last refusal reported on the object (one Event per distinct one)
+    failures, last_error = 0, ""
     try:
         while not stopped:
             waker.clear()
+            decided_from = body.get("metadata", {}).get("resourceVersion")
             try:
                 delay = await reconcile(
                     runtime,
@@ -150,25 +160,55 @@ async def reconcile_loop(
                     list(jobs.get(key, [])),
                     logger,
                 )
-            except Exception as error:  # any failure: log, count, retry later; the loop never dies
+                failures, last_error = 0, ""
+            except Exception as error:  # any failure: back off, say so in the status; the loop never dies
+                if isinstance(error, KubeError) and error.status == CONFLICT:
+                    # The object moved on since the body we decided from (kopf's own annotations, a
+                    # user's edit): expected with optimistic concurrency; decide again from the new one
+                    # once kopf has it (deciding from the same stale body would only conflict again).
+                    logger.debug("status write conflicted; deciding again: %s", error)
+                    await _newer(body, decided_from, stopped, CONFLICT_WAIT_S)
+                    continue
+                failures += 1
+                delay = failure_delay(runtime, failures)
+                # A warning (which kopf also posts as an Event) only when the failure is new or changes.
+                changed = str(error) != last_error
+                log = logger.warning if changed else logger.debug
+                last_error = str(error)
                 # API trouble is expected now and then; anything else is a bug worth a traceback.
-                logger.warning(
-                    "reconcile failed, retrying in %.1fs: %s",
-                    runtime.retry_s,
+                log(
+                    "reconcile failed (%d in a row), retrying in %.1fs: %s",
+                    failures,
+                    delay,
                     error,
                     exc_info=not isinstance(error, KubeError),
                 )
                 runtime.metrics.reconciles.labels("error").inc()
-                delay = runtime.retry_s
-                if isinstance(error, KubeError) and error.status == 403 and str(error) != refused:
-                    # RBAC refused a request: say so where `kubectl describe` shows it.
-                    refused = str(error)
-                    await runtime.kube.record_event(body, "Warning", "Forbidden", refused)
+                runtime.failures[key] = f"{type(error).__name__}: {error}"[:512]
+                if changed and isinstance(error, KubeError) and error.status == FORBIDDEN:
+                    # RBAC refused a request: say so where `kubectl describe` shows it, once per refusal.
+                    await runtime.kube.record_event(body, "Warning", "Forbidden", str(error))
             await _sleep(waker, stopped, max(delay, 0.05))
     finally:
         reason = stopped.reason
         if reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in reason:
             runtime.forget(key)
+
+
+def failure_delay(runtime: Runtime, failures: int) -> float:
+    """Capped exponential backoff with jitter (half fixed, half random) after `failures` in a row."""
+    ceiling = min(runtime.retry_max_s, runtime.retry_s * 2 ** min(failures - 1, 30))
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+async def _newer(body: kopf.Body, version: str | None, stopped: kopf.DaemonStopped, timeout: float) -> None:
+    """Until kopf's live body has moved past `version` (it is updated in place by the watch)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while body.get("metadata", {}).get("resourceVersion") == version and not stopped:
+        if loop.time() > deadline:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:

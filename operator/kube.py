@@ -15,6 +15,7 @@ import random
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,10 +36,14 @@ k8s_config: Any = _config
 DynamicClient: Any = _dynamic.DynamicClient
 
 FIELD_MANAGER = "modeldeploy"
-# A second manager that takes over `replicas` when the operator stops setting it (see HandOffReplicas).
+# A second manager that takes over `replicas` when the operator stops setting it: server-side apply of
+# only `spec.replicas` under this manager, then the operator's apply without it (Kubernetes docs,
+# "Server-Side Apply: transferring ownership"). A merge patch would not do: it takes ownership only of
+# fields whose value it changes.
 HANDOFF_FIELD_MANAGER = "modeldeploy-handoff"
 RETRIABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT_S = 30.0
+MISSING_API_RECHECK_S = 60.0
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ class Kube:
         self._cache_dir = cache_dir
         self._backoff = backoff
         self._resources: dict[tuple[str, str], Any] = {}
+        self._missing: dict[tuple[str, str], float] = {}  # kinds found missing, and when
         self._discovery_lock = asyncio.Lock()
 
     @classmethod
@@ -143,9 +149,19 @@ class Kube:
         patch: Mapping[str, Any],
         subresource: str | None = None,
         field_manager: str = FIELD_MANAGER,
+        resource_version: str | None = None,
     ) -> dict[str, Any] | None:
-        """JSON merge patch (`None` deletes a key); None when the object is gone."""
+        """JSON merge patch (`None` deletes a key); None when the object is gone.
+
+        With `resource_version` the write is conditional (optimistic concurrency): the API server refuses
+        it with 409 when the object changed since that version, and it is not retried (the caller must
+        decide again from the newer object)."""
         resource = await self._resource(ref.api_version, ref.kind)
+        if resource_version is not None:
+            patch = {
+                **patch,
+                "metadata": {**(patch.get("metadata") or {}), "resourceVersion": resource_version},
+            }
         path = resource.path(name=ref.name, namespace=ref.namespace) + (
             f"/{subresource}" if subresource else ""
         )
@@ -160,6 +176,7 @@ class Kube:
                     field_manager=field_manager,
                     _request_timeout=REQUEST_TIMEOUT_S,
                 ),
+                retry_conflicts=resource_version is None,
             )
         except KubeError as error:
             if error.status == 404:
@@ -284,7 +301,25 @@ class Kube:
                 self._resources[(api_version, kind)] = found
             return self._resources[(api_version, kind)]
 
-    async def _retrying(self, what: str, call: Any) -> Any:
+    async def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (a CRD-backed kind is missing until its CRD is installed).
+        A missing kind is looked up again after `MISSING_API_RECHECK_S`, so installing it later works."""
+        if (api_version, kind) in self._resources:
+            return True
+        checked = self._missing.get((api_version, kind))
+        if checked is not None and time.monotonic() - checked < MISSING_API_RECHECK_S:
+            return False
+        try:
+            await self._resource(api_version, kind)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+            self._missing[(api_version, kind)] = time.monotonic()
+            return False
+        self._missing.pop((api_version, kind), None)
+        return True
+
+    async def _retrying(self, what: str, call: Any, retry_conflicts: bool = True) -> Any:
         last: KubeError | None = None
         for attempt in range(self._backoff.attempts):
             try:
@@ -292,7 +327,7 @@ class Kube:
             except DynamicApiError as error:
                 status = int(error.status or 0)
                 last = KubeError(status, _summary(error))
-                if status not in RETRIABLE_STATUSES:
+                if status not in RETRIABLE_STATUSES or (status == 409 and not retry_conflicts):
                     raise last from None
             except (aiohttp.ClientError, TimeoutError) as error:
                 last = KubeError(0, f"{what}: {type(error).__name__}: {error}")

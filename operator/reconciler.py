@@ -1,39 +1,41 @@
-"""One reconcile of one ModelDeployment: gather → decide (pure, `modeldeploy.rollout`) → act.
+"""One reconcile of one ModelDeployment: gather → decide → record → act.
 
-Gathering reads only what kopf's indexes already hold (the owned Deployments and Jobs) plus, when the
-decision needs it, one pod listing (a finished Job's termination message) and the probes (Triton,
-Prometheus). Acting renders every child through `modeldeploy.rendering` and applies it with server-side
-apply; children already applied with the same content are skipped for a while (`reapply_s`), so a quiet
-ModelDeployment costs no API calls, yet drift is still repaired.
+Gather (`modeldeploy.observe`) reads what kopf's indexes already hold (the owned Deployments and Jobs),
+which optional APIs exist, and, when the state needs it, one pod listing (a finished Job's termination
+message) and the probes (Triton, Prometheus). Decide is pure (`modeldeploy.rollout.decide`). Record
+writes the whole status, conditional on the object's resourceVersion. Act renders every planned child
+through `modeldeploy.rendering`, applies it with server-side apply, prunes what the plan no longer has,
+then records Events. Children already applied with the same content are skipped for a while
+(`reapply_s`), so a quiet ModelDeployment costs no API calls, yet drift is still repaired.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from modeldeploy import rendering
-from modeldeploy.analysis import Thresholds
-from modeldeploy.conditions import ConditionType, Phase, find_condition, parse_time
-from modeldeploy.defaults import BUILTIN, PrometheusAuthRef, SpecDefaults, prometheus_auth_for
-from modeldeploy.job_result import message_from_pods, parse_termination_message
-from modeldeploy.kube import HANDOFF_FIELD_MANAGER, Kube, ObjectRef
-from modeldeploy.metrics import OperatorMetrics
-from modeldeploy.probes import AnalysisRequest, Probes, Track
-from modeldeploy.rendering import (
-    API_VERSION,
-    INSTANCE_LABEL,
-    KIND,
-    REVISION_LABEL,
-    TRACK_LABEL,
+from modeldeploy.conditions import (
+    ConditionType,
+    find_condition,
 )
+from modeldeploy.kube import HANDOFF_FIELD_MANAGER, ObjectRef
+from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.observe import (
+    Key,
+    measure,
+    missing_apis,
+    observed_deployment,
+    observed_job,
+    owner_key,
+    with_job_result,
+)
+from modeldeploy.rendering import API_VERSION, KIND
 from modeldeploy.rollout import (
     Action,
     ApplyDeployment,
@@ -52,149 +54,28 @@ from modeldeploy.rollout import (
     ObservedJob,
     RecordEvent,
     RolloutStatus,
-    analysis_due,
     decide,
     decide_invalid_spec,
     desired_from_spec,
-    smoke_check_due,
-    wants_job_result,
+    prune,
+    replacing_patch,
+    stored_form,
 )
+from modeldeploy.runtime import PHASES, Runtime, utc_now
 from modeldeploy.spec import ModelDeploymentSpec, SpecError, check_name, parse_spec
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-PHASES = [str(phase) for phase in Phase]
+__all__ = ["Runtime", "observed_deployment", "observed_job", "owner_key", "reconcile", "utc_now"]
+
+# Kinds of children pruned by owner uid when the desired state no longer has them (Deployments and Jobs
+# are planned explicitly from the recorded state).
+PRUNABLE = (
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+)
 RECENT_APPLY_S = 2.0
-
-Key = tuple[str, str]  # (namespace, name)
-
-
-def utc_now() -> datetime:
-    return datetime.now(tz=UTC)
-
-
-@dataclass
-class Runtime:
-    """What every reconcile shares: clients, probes, metrics, and per-object wake-up signals."""
-
-    kube: Kube
-    probes: Probes
-    metrics: OperatorMetrics
-    resync_s: float = 300.0  # level-based safety net: reconcile at least this often
-    reapply_s: float = 600.0  # re-apply unchanged children this often (repairs manual drift)
-    retry_s: float = 5.0  # after a failed reconcile
-    consistency_timeout_s: float = 5.0  # wait this long for our own write to come back on the watch
-    clock: Callable[[], datetime] = utc_now
-    defaults: SpecDefaults = BUILTIN  # operator-wide defaults (`modeldeploy run` flags, from the chart)
-    wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
-    # After a write: the resourceVersion the object had before it (a body still at it is stale) ...
-    stale_versions: dict[Key, str] = field(default_factory=dict)
-    # ... and the versions our own writes produced (their watch events are no news).
-    own_versions: dict[Key, list[str]] = field(default_factory=dict)
-    settled: dict[Key, asyncio.Event] = field(default_factory=dict)
-    applied: dict[tuple[str, str, str | None, str], tuple[str, float]] = field(default_factory=dict)
-
-    def waker(self, key: Key) -> asyncio.Event:
-        return self.wakers.setdefault(key, asyncio.Event())
-
-    def poke(self, key: Key) -> None:
-        """Something this ModelDeployment depends on changed: reconcile it now."""
-        waker = self.wakers.get(key)
-        if waker is not None:
-            waker.set()
-
-    def saw(self, key: Key, resource_version: str | None) -> bool:
-        """A watch event of the ModelDeployment arrived; True when it is the echo of our own write.
-
-        kopf may batch quick successive events, so the echo of one particular write can be skipped:
-        any version other than the stale one means the live body has moved past our writes' origin.
-        """
-        if (
-            resource_version is not None
-            and self.stale_versions.get(key, resource_version) != resource_version
-        ):
-            del self.stale_versions[key]
-            self.settled.setdefault(key, asyncio.Event()).set()
-        return resource_version is not None and resource_version in self.own_versions.get(key, ())
-
-    async def settle(self, key: Key, resource_version: str | None) -> None:
-        """Before deciding again, let the watch deliver our last write (else the status would be stale)."""
-        if self.stale_versions.get(key) != resource_version:
-            self.stale_versions.pop(key, None)
-            return
-        event = self.settled.setdefault(key, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), self.consistency_timeout_s)
-        except TimeoutError:
-            self.stale_versions.pop(key, None)
-
-    def wrote(self, key: Key, before: str | None, after: str | None) -> None:
-        # A write that changed nothing keeps the resourceVersion and sends no watch event (as the API
-        # server does): waiting for its echo would stall the loop for consistency_timeout_s.
-        changed = after is None or after != before
-        if before and changed and key not in self.stale_versions:
-            self.stale_versions[key] = before
-            self.settled.setdefault(key, asyncio.Event()).clear()
-        if after:
-            self.own_versions[key] = [*self.own_versions.get(key, [])[-7:], after]
-
-    def forget(self, key: Key) -> None:
-        self.wakers.pop(key, None)
-        self.stale_versions.pop(key, None)
-        self.own_versions.pop(key, None)
-        self.settled.pop(key, None)
-        namespace, name = key
-        for applied_key in [k for k in self.applied if k[2] == namespace and _belongs(k[3], name)]:
-            del self.applied[applied_key]
-        self.metrics.forget(namespace, name, PHASES)
-
-
-# ---------------------------------------------------------------------------------------------- gather
-
-
-def observed_deployment(body: Mapping[str, Any]) -> ObservedDeployment | None:
-    labels = body.get("metadata", {}).get("labels") or {}
-    revision = labels.get(REVISION_LABEL)
-    if not revision:
-        return None
-    spec, status = body.get("spec") or {}, body.get("status") or {}
-    replicas = spec.get("replicas")
-    return ObservedDeployment(
-        name=body["metadata"]["name"],
-        revision=revision,
-        track=labels.get(TRACK_LABEL, ""),
-        replicas=int(replicas) if replicas is not None else None,
-        available_replicas=int(status.get("availableReplicas") or 0),
-    )
-
-
-def observed_job(body: Mapping[str, Any]) -> ObservedJob | None:
-    labels = body.get("metadata", {}).get("labels") or {}
-    revision = labels.get(REVISION_LABEL)
-    if not revision:
-        return None
-    status = body.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or () if c.get("status") == "True"}
-    started = parse_time(status.get("startTime"))
-    if "Complete" in conditions:
-        finished = parse_time(status.get("completionTime")) or parse_time(
-            conditions["Complete"].get("lastTransitionTime")
-        )
-        return ObservedJob(
-            body["metadata"]["name"], revision, "succeeded", started=started, finished=finished
-        )
-    if "Failed" in conditions:
-        failed = conditions["Failed"]
-        reason = ": ".join(part for part in (failed.get("reason"), failed.get("message")) if part)
-        finished = parse_time(failed.get("lastTransitionTime"))
-        return ObservedJob(body["metadata"]["name"], revision, "failed", reason, started, finished)
-    return ObservedJob(body["metadata"]["name"], revision, "running", started=started)
-
-
-def owner_key(body: Mapping[str, Any]) -> Key | None:
-    """The ModelDeployment a child belongs to (by its instance label)."""
-    meta = body.get("metadata") or {}
-    instance = (meta.get("labels") or {}).get(INSTANCE_LABEL)
-    return (meta.get("namespace", ""), instance) if instance else None
 
 
 # ---------------------------------------------------------------------------------------------- reconcile
@@ -207,7 +88,9 @@ async def reconcile(
     jobs: Iterable[ObservedJob],
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> float:
-    """Reconcile once; returns the seconds until the clock alone needs another reconcile."""
+    """Reconcile once: gather → decide → record (status) → act (children) → Events.
+
+    Returns the seconds until the clock alone needs another reconcile."""
     started = time.monotonic()
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -219,31 +102,29 @@ async def reconcile(
         check_name(name)
         spec = parse_spec(body.get("spec") or {}, runtime.defaults)
     except SpecError as error:
-        invalid = decide_invalid_spec(status, int(meta.get("generation") or 0), str(error), now)
-        await _write_status(runtime, key, body, status, invalid)
-        if _degraded_message(invalid) != _degraded_message(status):
-            await runtime.kube.record_event(body, "Warning", "InvalidSpec", str(error))
-        runtime.metrics.reconciles.labels("invalid").inc()
-        runtime.metrics.set_phase(namespace, name, str(invalid.phase), PHASES)
+        await _refuse(runtime, body, status, str(error), now)
         return runtime.resync_s
 
     owner = rendering.Owner(name=name, namespace=namespace, uid=meta.get("uid"))
     desired = desired_from_spec(spec, name, int(meta.get("generation") or 0))
-    observed = Observed(
-        jobs={job.revision: job for job in jobs},
-        deployments={deployment.revision: deployment for deployment in deployments},
-    )
-    manual = Manual.from_annotations(meta.get("annotations") or {})
-    observed = await _with_job_result(runtime, namespace, desired, status, observed)
-    measured = await _measure(
-        runtime, owner, spec=spec, desired=desired, status=status, observed=observed, manual=manual, now=now
+    observed, manual, measured = await _gather(
+        runtime, owner, body, spec=spec, desired=desired, status=status, now=now, children=(deployments, jobs)
     )
     decision = decide(desired, status, observed, manual=manual, measured=measured, now=now)
 
+    # Record before acting: every action follows from the stored status, so a crash anywhere after this
+    # line is completed by the next reconcile (the plan is derived again from the same status).
+    await write_status(runtime, key, body, decision.status)
     deferred = await _act(
-        runtime, owner, spec=spec, body=body, decision=decision, observed=observed, logger=logger
+        runtime,
+        owner,
+        spec=spec,
+        body=body,
+        decision=decision,
+        observed=observed,
+        served_before=status.stable_revision is not None,
+        logger=logger,
     )
-    await _write_status(runtime, key, body, status, decision.status)
     for event in decision.of_type(RecordEvent):
         await runtime.kube.record_event(body, event.type, str(event.reason), event.message)
         logger.info("%s: %s", event.reason, event.message)
@@ -252,65 +133,58 @@ async def reconcile(
     runtime.metrics.reconciles.labels("ok").inc()
     runtime.metrics.reconcile_seconds.observe(time.monotonic() - started)
     delay = runtime.resync_s if decision.requeue_after is None else decision.requeue_after.total_seconds()
+    if runtime.failures.pop(key, None) is not None:
+        delay = 0.0  # this round succeeded: record Reconciled=True right away
     return min(max(delay, 0.0), runtime.resync_s, RECENT_APPLY_S if deferred else runtime.resync_s)
 
 
-async def _with_job_result(
-    runtime: Runtime, namespace: str, desired: Desired, status: RolloutStatus, observed: Observed
-) -> Observed:
-    job_name = wants_job_result(desired, status, observed)
-    if job_name is None:
-        return observed
-    pods = await runtime.kube.list("v1", "Pod", namespace, f"{JOB_NAME_LABEL}={job_name}")
-    message, exit_code = message_from_pods(pods)
-    if message is None and exit_code is None:
-        job = observed.jobs[desired.revision]
-        # The pods may already be gone (TTL, node loss): the Job's own state is all there is.
-        result = parse_termination_message(None, 0 if job.state == "succeeded" else 1)
-    else:
-        result = parse_termination_message(message, exit_code)
-    return Observed(jobs=observed.jobs, deployments=observed.deployments, job_result=result)
+async def _refuse(
+    runtime: Runtime, body: Mapping[str, Any], status: RolloutStatus, error: str, now: datetime
+) -> None:
+    """An invalid spec: conditions say why, nothing is created (a serving stable keeps serving)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    invalid = decide_invalid_spec(status, int(meta.get("generation") or 0), error, now)
+    await write_status(runtime, (namespace, name), body, invalid)
+    if _degraded_message(invalid) != _degraded_message(status):
+        await runtime.kube.record_event(body, "Warning", "InvalidSpec", error)
+    runtime.metrics.reconciles.labels("invalid").inc()
+    runtime.metrics.set_phase(namespace, name, str(invalid.phase), PHASES)
 
 
-async def _measure(
+async def _gather(
     runtime: Runtime,
     owner: rendering.Owner,
+    body: Mapping[str, Any],
     *,
     spec: ModelDeploymentSpec,
     desired: Desired,
     status: RolloutStatus,
-    observed: Observed,
-    manual: Manual,
     now: datetime,
-) -> Measurements:
-    canary = Track(owner.namespace, owner.name, desired.revision)
-    smoke = None
-    if smoke_check_due(desired, status, observed):
-        smoke = await runtime.probes.model_ready(canary, spec.model.name)
-    analysis = None
-    if analysis_due(desired, status, manual, now) and status.stable_revision:
-        limits = spec.rollout.analysis
-        since = max(t for t in (status.canary_step_start, status.analysis.time) if t is not None)
-        own = spec.monitoring.prometheus_auth
-        own_ref = PrometheusAuthRef(owner.namespace, own.secret_name, own.type) if own is not None else None
-        request = AnalysisRequest(
-            prometheus_url=spec.monitoring.prometheus_url,
-            auth=prometheus_auth_for(spec.monitoring.prometheus_url, own_ref, runtime.defaults),
-            model=spec.model.name,
-            stable=Track(owner.namespace, owner.name, status.stable_revision),
-            canary=canary,
-            window=max(now - since, timedelta(seconds=30)),
-            thresholds=Thresholds(
-                max_error_rate=float(limits.max_error_rate),
-                max_p99_ms=float(limits.max_p99_latency_ms)
-                if limits.max_p99_latency_ms is not None
-                else None,
-                max_latency_ratio=float(limits.max_latency_ratio),
-                min_requests=limits.min_requests,
-            ),
-        )
-        analysis = await runtime.probes.analyze(request)
-    return Measurements(smoke=smoke, analysis=analysis)
+    children: tuple[Iterable[ObservedDeployment], Iterable[ObservedJob]],
+) -> tuple[Observed, Manual, Measurements]:
+    deployments, jobs = children
+    key = (owner.namespace, owner.name)
+    observed = Observed(
+        jobs={job.revision: job for job in jobs},
+        deployments={deployment.revision: deployment for deployment in deployments},
+        missing_apis=await missing_apis(runtime.kube, spec),
+        last_failure=runtime.failures.get(key, ""),
+    )
+    manual = Manual.from_annotations(body["metadata"].get("annotations") or {})
+    observed = await with_job_result(runtime.kube, owner.namespace, desired, status, observed)
+    measured = await measure(
+        runtime.probes,
+        owner,
+        spec=spec,
+        desired=desired,
+        status=status,
+        observed=observed,
+        manual=manual,
+        now=now,
+        defaults=runtime.defaults,
+    )
+    return observed, manual, measured
 
 
 # ---------------------------------------------------------------------------------------------- act
@@ -324,22 +198,64 @@ async def _act(
     body: Mapping[str, Any],
     decision: Decision,
     observed: Observed,
+    served_before: bool,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> bool:
-    """Carry out the actions; True when a missing child was left for a moment (check again soon)."""
+    """Carry out the plan; True when a missing child was left for a moment (check again soon).
+    `served_before`: the status this round started from had a stable revision."""
     deferred = False
     present = {d.name for d in observed.deployments.values()} | {j.name for j in observed.jobs.values()}
     for action in decision.actions:
         if isinstance(action, RecordEvent):
             continue  # recorded once the status that explains them is stored
-        for manifest in _manifests(owner, spec, action):
+        manifests = _manifests(owner, spec, action)
+        for manifest in manifests:
+            if manifest["kind"] in observed.missing_apis:
+                continue  # its API is not installed: the ChildrenApplied condition says so
             # A Deployment or Job missing from the index was deleted behind our back: apply it now.
             watched = manifest["kind"] in ("Deployment", "Job")
             gone = watched and manifest["metadata"]["name"] not in present
             sent = await _apply(runtime, manifest, gone=gone)
             deferred |= gone and not sent
+        if isinstance(action, ApplyTrafficObjects):
+            # Traffic objects exist only once a stable was recorded: before that there is nothing to prune.
+            await _prune(runtime, owner, manifests, logger, listing=served_before)
         await _side_effect(runtime, owner, body, action, logger)
     return deferred
+
+
+async def _prune(
+    runtime: Runtime,
+    owner: rendering.Owner,
+    manifests: list[dict[str, Any]],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    *,
+    listing: bool,
+) -> None:
+    """Delete owned children the desired state no longer has (hpa → keda → none, podMonitor off, ...).
+    Listing costs calls, so it runs when the wanted set changes (and once after a start), and not at all
+    for an object that never served (nothing of an earlier spec can exist)."""
+    wanted = frozenset((m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests)
+    key = (owner.namespace, owner.name)
+    if runtime.pruned.get(key) == wanted or not listing:
+        runtime.pruned[key] = wanted
+        return
+    selector = f"{rendering.INSTANCE_LABEL}={owner.name}"
+    for api_version, kind in PRUNABLE:
+        if not await runtime.kube.serves(api_version, kind):
+            continue
+        existing = await runtime.kube.list(api_version, kind, owner.namespace, selector)
+        for child in prune(wanted, (_with_kind(c, api_version, kind) for c in existing), owner.uid):
+            name = child["metadata"]["name"]
+            await runtime.kube.delete(ObjectRef(api_version, kind, owner.namespace, name))
+            runtime.applied.pop((api_version, kind, owner.namespace, name), None)
+            logger.info("pruned %s %s: the spec no longer asks for it", kind, name)
+    runtime.pruned[key] = wanted
+
+
+def _with_kind(child: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    # Items of a list carry no apiVersion/kind of their own.
+    return {**child, "apiVersion": api_version, "kind": kind}
 
 
 def _manifests(owner: rendering.Owner, spec: ModelDeploymentSpec, action: Action) -> list[dict[str, Any]]:
@@ -369,10 +285,17 @@ async def _side_effect(
 ) -> None:
     namespace = owner.namespace
     if isinstance(action, HandOffReplicas):
-        ref = ObjectRef("apps/v1", "Deployment", namespace, rendering.deployment_name(owner, action.revision))
-        await runtime.kube.merge_patch(
-            ref, {"spec": {"replicas": action.replicas}}, field_manager=HANDOFF_FIELD_MANAGER
-        )
+        name = rendering.deployment_name(owner, action.revision)
+        # Server-side apply of only `spec.replicas` under the second manager: it becomes an owner of the
+        # field (even when the value is unchanged), so the operator's next apply without it keeps it.
+        handoff = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": action.replicas},
+        }
+        await runtime.kube.apply(handoff, field_manager=HANDOFF_FIELD_MANAGER)
+        logger.info("handed replicas=%d of Deployment %s to %s", action.replicas, name, HANDOFF_FIELD_MANAGER)
     elif isinstance(action, DeleteDeployment):
         await runtime.kube.delete(ObjectRef("apps/v1", "Deployment", namespace, action.name))
         runtime.applied.pop(("apps/v1", "Deployment", namespace, action.name), None)
@@ -402,13 +325,17 @@ async def _apply(runtime: Runtime, manifest: dict[str, Any], gone: bool) -> bool
     return True
 
 
-async def _write_status(
-    runtime: Runtime, key: Key, body: Mapping[str, Any], before: RolloutStatus, after: RolloutStatus
-) -> None:
-    new = after.to_dict()
-    if new == before.to_dict() and (body.get("status") or {}).get("phase"):
+async def write_status(runtime: Runtime, key: Key, body: Mapping[str, Any], after: RolloutStatus) -> None:
+    """Replace the whole status, conditional on the resourceVersion the decision was made from: a status
+    changed meanwhile (another writer, a stale cache) makes the API server refuse it with 409, and the
+    next reconcile decides again from the newer object. Nothing of a replaced sub-object survives."""
+    stored = dict(body.get("status") or {})
+    new = stored_form(after.to_dict())
+    if new == stored:
         return
-    await _patch_own(runtime, key, body, {"status": new}, subresource="status")
+    resource_version = body.get("metadata", {}).get("resourceVersion")
+    patch = {"status": replacing_patch(stored, new)}
+    await _patch_own(runtime, key, body, patch, subresource="status", resource_version=resource_version)
 
 
 def _count(metrics: OperatorMetrics, before: RolloutStatus, decision: Decision) -> None:
@@ -432,11 +359,15 @@ async def _patch_own(
     key: Key,
     body: Mapping[str, Any],
     patch: Mapping[str, Any],
+    *,
     subresource: str | None = None,
+    resource_version: str | None = None,
 ) -> None:
     """Patch the ModelDeployment itself and record the write, so the loop waits for its echo."""
     ref = ObjectRef(API_VERSION, KIND, key[0], key[1])
-    patched = await runtime.kube.merge_patch(ref, patch, subresource=subresource)
+    patched = await runtime.kube.merge_patch(
+        ref, patch, subresource=subresource, resource_version=resource_version
+    )
     if patched is not None:
         origin = body.get("metadata", {}).get("resourceVersion")
         runtime.wrote(key, origin, patched.get("metadata", {}).get("resourceVersion"))
@@ -445,7 +376,3 @@ async def _patch_own(
 def _degraded_message(status: RolloutStatus) -> str | None:
     degraded = find_condition(status.conditions, ConditionType.DEGRADED)
     return degraded.message if degraded is not None else None
-
-
-def _belongs(child_name: str, owner_name: str) -> bool:
-    return child_name == owner_name or child_name.startswith(f"{owner_name}-")

@@ -21,6 +21,7 @@ import jinja2
 import yaml
 
 from modeldeploy.quantities import format_quantity
+from modeldeploy.revision import revision_json
 from modeldeploy.scaling import scaling_metric
 from modeldeploy.spec import ModelDeploymentSpec, ResourceRequirements, Toleration
 
@@ -279,7 +280,9 @@ def render_optimization_job(owner: Owner, spec: ModelDeploymentSpec, revision: s
     env = [
         {
             "name": "MODELDEPLOY_SPEC",
-            "value": json.dumps(spec.section_json("optimization", "serving"), separators=(",", ":")),
+            # Without in-place fields (serving.replicas): a Job's pod template is immutable, and scaling
+            # during an optimization must not change the Job of the same revision.
+            "value": json.dumps(revision_json(spec, "optimization", "serving"), separators=(",", ":")),
         },
         {"name": "MODELDEPLOY_PVC_ROOT", "value": PVC_ROOT},
         {"name": "HOME", "value": "/tmp"},

@@ -64,8 +64,22 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
     _owners: dict[ObjectKey, dict[str, set[Path]]] = attrs.field(factory=dict, init=False)
     faults: list[Fault] = attrs.field(factory=list, init=False)
     served_faults: list[tuple[str, str, int]] = attrs.field(factory=list, init=False)
+    # Writes the operator's own client made that changed stored state (a no-op write is not counted).
+    operator_writes: int = attrs.field(default=0, init=False)
+    crash_after: int | None = attrs.field(default=None, init=False)
+    crashed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _persisted: int = attrs.field(default=0, init=False)
 
     # -- test controls
+
+    def crash_operator_after(self, writes: int) -> None:
+        """Stand-in for `kill -9` at an exact point: once the operator's client has made `writes` effective
+        writes in all, every later request of it fails (nothing more reaches the store) and `crashed` is
+        set, so the test can kill the process. kopf's own requests are not counted."""
+        self.crash_after = writes
+        self.crashed = asyncio.Event()
+        if self.operator_writes >= writes:
+            self.crashed.set()
 
     def fail(self, method: str, path: str, status: int, times: int = 1) -> Fault:
         fault = Fault(method.upper(), re.compile(path), status, times)
@@ -97,13 +111,21 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
         if request.resource is None:
             return await super()._handle(request)
         self._raise_injected_fault(request)
+        ours = not request.headers.get("User-Agent", "").startswith("kopf")
+        if ours and self.crashed.is_set() and self.crash_after is not None:
+            raise k8s.KubernetesError(status=503, reason="Crashed", message="the operator is dead")
         async with self._lock:
+            persisted = self._persisted
             if request.action == enums.action.CREATE:
                 await self._create(request)
             elif request.action == enums.action.UPDATE and request.name is not None:
                 await self._update(request)
             elif request.action == enums.action.DELETE and request.name is not None:
                 await self._delete((request.resource, request.namespace, request.name))
+            if ours and self._persisted > persisted:
+                self.operator_writes += 1
+                if self.crash_after is not None and self.operator_writes >= self.crash_after:
+                    self.crashed.set()
         # State is settled; render the response from it. kmock matches every request against its
         # reaction DSL by scanning all past requests (quadratic over a run), so object requests go
         # straight to the emulator's own serving methods; discovery still goes through the DSL.
@@ -189,6 +211,7 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
             self._objects[key] = data
         else:
             existing.create(data)
+        self._persisted += 1
         self._owners[key] = {}
         await self._buses[request.resource].put({"type": "ADDED", "object": copy.deepcopy(data)})
 
@@ -204,18 +227,30 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
             if not applying:
                 raise k8s.KubernetesObjectNotFoundError()
             # Real API server: server-side apply of a missing object creates it.
+            owners = {manager: set(_leaf_paths(_user_fields(patch)))}
+            created = {**patch, "metadata": {**(patch.get("metadata") or {})}}
+            created["metadata"]["managedFields"] = _managed_replicas(owners)
             await self._create(
                 rendering.Request(
                     resource=request.resource,
                     namespace=request.namespace,
                     name=request.name,
-                    data=patch,
+                    data=created,
                     action=enums.action.CREATE,
                 )
             )
-            self._owners[key] = {manager: set(_leaf_paths(_user_fields(patch)))}
+            self._owners[key] = owners
             return
         before = current.raw
+        wanted_version = (patch.get("metadata") or {}).get("resourceVersion") if patch else None
+        if wanted_version and wanted_version != before.get("metadata", {}).get("resourceVersion"):
+            # Real API server: a write carrying a resourceVersion is conditional (optimistic concurrency).
+            raise k8s.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message="the object has been modified; please apply your"
+                " changes to the latest version and try again",
+            )
         if isinstance(request.data, list):
             after = self._json_patch(request, before)
         elif applying:
@@ -224,15 +259,22 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
         else:
             patch = self._scope_to_subresource(request, patch)
             after = _merge(before, patch)
-            self._take_ownership(key, _leaf_paths(_user_fields(patch)), manager)
+            # Real API server: an update (not an apply) takes ownership only of the values it changes.
+            changed = [p for p in _leaf_paths(_user_fields(patch)) if _at(after, p) != _at(before, p)]
+            self._take_ownership(key, changed, manager)
+        meta = dict(after.get("metadata") or {})
+        managed = _managed_replicas(self._owners.get(key, {}))
+        if managed or "managedFields" in meta:
+            meta["managedFields"] = managed
+        after["metadata"] = meta
         if after == before:
             return  # Real API server: a no-op write is not persisted and emits no event.
-        meta = dict(after.get("metadata") or {})
         meta["resourceVersion"] = str(next(self._revisions))
         if _without_meta_and_status(after) != _without_meta_and_status(before):
             meta["generation"] = int(before.get("metadata", {}).get("generation", 1)) + 1
         after["metadata"] = meta
         current.create(after)
+        self._persisted += 1
         await self._buses[request.resource].put({"type": "MODIFIED", "object": copy.deepcopy(after)})
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             await self._delete(key)
@@ -301,6 +343,7 @@ class ApiServerEmulator(k8s.KubernetesEmulator):
             return
         last = copy.deepcopy(current.raw)
         current.delete()
+        self._persisted += 1
         self._owners.pop(key, None)
         await self._buses[key[0]].put({"type": "DELETED", "object": last})
         # Real garbage collector (background propagation): dependents of a deleted uid go too.
@@ -425,6 +468,23 @@ def _merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def _at(obj: Mapping[str, Any], path: Path) -> Any:
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _managed_replicas(owners: Mapping[str, set[Path]]) -> list[dict[str, Any]]:
+    """Real API server: `metadata.managedFields` says which manager owns which field. Rendered here only
+    for `spec.replicas` (the one field whose ownership the operator reads)."""
+    return [
+        {"manager": manager, "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        for manager, paths in sorted(owners.items())
+        if ("spec", "replicas") in paths
+    ]
 
 
 def _without_meta_and_status(obj: Mapping[str, Any]) -> dict[str, Any]:

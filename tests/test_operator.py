@@ -106,7 +106,17 @@ async def test_new_revision_goes_through_the_canary_steps_and_is_promoted(world:
         assert view.status()["canaryWeight"] == 20
         canary = view.deployments()[f"ocr-{new}"]
         assert canary["metadata"]["labels"]["modeldeploy.io/track"] == "canary"
-        assert (canary["spec"]["replicas"], view.deployments()[f"ocr-{old}"]["spec"]["replicas"]) == (1, 3)
+        # The status is recorded before the children follow it: the split comes right after.
+        await eventually(
+            lambda: (
+                (
+                    view.deployments()[f"ocr-{new}"]["spec"]["replicas"],
+                    view.deployments()[f"ocr-{old}"]["spec"]["replicas"],
+                )
+                == (1, 3)
+            ),
+            "stable shrunk by the one available canary pod",
+        )
         op.tick()
         await canary_at_step(view, 1)
         assert view.status()["canaryWeight"] == 50

@@ -65,7 +65,11 @@ def desired(revision: str = NEW, **changes: Any) -> Desired:
 
 
 def deployment(
-    revision: str, track: str = "stable", replicas: int = 4, available: int | None = None
+    revision: str,
+    track: str = "stable",
+    replicas: int = 4,
+    available: int | None = None,
+    operator_sets_replicas: bool = True,
 ) -> ObservedDeployment:
     return ObservedDeployment(
         name=f"ocr-{revision}",
@@ -73,6 +77,7 @@ def deployment(
         track=track,
         replicas=replicas,
         available_replicas=replicas if available is None else available,
+        operator_sets_replicas=operator_sets_replicas,
     )
 
 
@@ -106,6 +111,11 @@ def in_canary(step: int | None = 0, started: datetime = T0, **changes: Any) -> R
         optimization={"revision": NEW, "job": f"ocr-optimize-{NEW}", "state": "Succeeded", "cached": False},
     )
     return replace(status, **changes)
+
+
+def canary_children_at(replicas: int, available: int) -> Observed:
+    grown = deployment(NEW, "canary", replicas=replicas, available=available)
+    return observed(deployment(OLD), grown, job(NEW, "succeeded"))
 
 
 def canary_children(available: int | None = None) -> Observed:
@@ -287,7 +297,8 @@ def test_later_revision_starts_a_canary_beside_stable_without_traffic() -> None:
     assert decision.status.canary_revision == NEW
     assert decision.status.canary_step is None
     assert decision.status.phase == Phase.CANARY
-    assert deployments_applied(decision) == {OLD: ("stable", 3), NEW: ("canary", 1)}
+    # Surge first: stable keeps its full size until canary pods are available (issue 10, defect 4).
+    assert deployments_applied(decision) == {OLD: ("stable", 4), NEW: ("canary", 1)}
     assert decision.of_type(ApplyTrafficObjects) == [ApplyTrafficObjects(OLD, NEW, 0)]
     assert condition(decision, ConditionType.PROGRESSING) == ("True", Reason.CANARY_STARTING)
     assert Reason.CANARY_STARTING in event_reasons(decision)
@@ -371,7 +382,10 @@ def test_passing_verdict_moves_to_the_next_step() -> None:
     assert decision.status.canary_step_start == now
     assert decision.status.analysis.verdict == "pass"
     assert decision.of_type(ApplyTrafficObjects) == [ApplyTrafficObjects(OLD, NEW, 50)]
-    assert deployments_applied(decision) == {OLD: ("stable", 2), NEW: ("canary", 2)}
+    # The canary grows to 2 first; stable gives up only the pod the canary already serves with.
+    assert deployments_applied(decision) == {OLD: ("stable", 3), NEW: ("canary", 2)}
+    grown = canary_children_at(replicas=2, available=2)
+    assert deployments_applied(run(decision.status, grown)) == {OLD: ("stable", 2), NEW: ("canary", 2)}
     assert Reason.CANARY_STEP_PASSED in event_reasons(decision)
 
 
@@ -382,11 +396,15 @@ def test_passing_the_last_step_promotes_and_retires_the_old_stable() -> None:
     assert decision.status.phase == Phase.READY
     assert deployments_applied(decision) == {NEW: ("stable", 4)}
     assert decision.of_type(ApplyTrafficObjects) == [ApplyTrafficObjects(NEW, None, 0)]
-    assert deleted(decision) == [f"ocr-{OLD}"]
     assert condition(decision, ConditionType.PROGRESSING) == ("False", Reason.PROMOTED)
     assert Reason.PROMOTED in event_reasons(decision)
-    # Applying the new stable comes before deleting the old one: no moment without a stable.
-    kinds = [type(a) for a in decision.actions]
+    # The old stable serves until the new one has all 4 pods available (issue 10, defect 4).
+    assert deleted(decision) == []
+    surged = run(decision.status, canary_children_at(replicas=4, available=3), now=T0 + INTERVAL)
+    assert deleted(surged) == []
+    done = run(decision.status, canary_children_at(replicas=4, available=4), now=T0 + INTERVAL)
+    assert deleted(done) == [f"ocr-{OLD}"]
+    kinds = [type(a) for a in done.actions]
     assert kinds.index(ApplyDeployment) < kinds.index(DeleteDeployment)
 
 
@@ -618,9 +636,8 @@ def test_immediate_strategy_promotes_as_soon_as_the_new_revision_is_ready() -> N
 
 def test_autoscaled_stable_is_never_given_replicas_and_the_count_is_handed_off_on_promotion() -> None:
     want = desired(autoscaled=True)
-    fleet = observed(
-        deployment(OLD, replicas=6), deployment(NEW, "canary", replicas=1), job(NEW, "succeeded")
-    )
+    hpa_scaled = deployment(OLD, replicas=6, operator_sets_replicas=False)  # the HPA's count
+    fleet = observed(hpa_scaled, deployment(NEW, "canary", replicas=1), job(NEW, "succeeded"))
     stepping = run(in_canary(), fleet, want=want)
     assert deployments_applied(stepping) == {OLD: ("stable", None), NEW: ("canary", 1)}
     promoted = run(in_canary(step=1), fleet, want=want, verdict=PASS, now=T0 + INTERVAL)
@@ -628,6 +645,11 @@ def test_autoscaled_stable_is_never_given_replicas_and_the_count_is_handed_off_o
     assert deployments_applied(promoted) == {NEW: ("stable", None)}
     kinds = [type(a) for a in promoted.actions]
     assert kinds.index(HandOffReplicas) < kinds.index(ApplyDeployment)
+    assert deleted(promoted) == []  # the hand-off is not seen yet: the old fleet keeps serving
+    handed = deployment(NEW, "stable", replicas=6, available=6, operator_sets_replicas=False)
+    after = run(promoted.status, observed(hpa_scaled, handed, job(NEW, "succeeded")), want=want)
+    assert after.of_type(HandOffReplicas) == []
+    assert deleted(after) == [f"ocr-{OLD}"]
 
 
 def test_gateway_routing_keeps_stable_full_and_routes_by_weight() -> None:

@@ -187,9 +187,12 @@ def test_revision_is_10_hex_characters_and_stable_across_calls() -> None:
         {"optimization": {"quantization": "fp16"}},
         {"serving": {"maxBatchSize": 16}},
         {"serving": {"image": "nvcr.io/nvidia/tritonserver:24.09-py3"}},
+        # The artifacts live under the store: a new store needs the Job to write there first (issue 10).
+        {"storage": {"uri": "pvc://other-store"}},
+        {"storage": {"uri": "s3://artifacts/modeldeploy", "endpoint": "https://minio.local:9000"}},
     ],
 )
-def test_changing_model_optimization_or_serving_starts_a_new_revision(change: dict[str, Any]) -> None:
+def test_changing_model_optimization_serving_or_storage_starts_a_new_revision(change: dict[str, Any]) -> None:
     assert compute_revision(parse_spec(minimal() | change)) != compute_revision(parse_spec(minimal()))
 
 
@@ -199,7 +202,8 @@ def test_changing_model_optimization_or_serving_starts_a_new_revision(change: di
         {"autoscaling": {"engine": "keda", "target": 20}},
         {"rollout": {"steps": [50, 100], "interval": "5m"}},
         {"monitoring": {"podMonitor": False}},
-        {"storage": {"uri": "pvc://store"}},
+        # More pods serve the same bytes: scaling needs no optimization and no canary (issue 10).
+        {"serving": {"replicas": 5}},
         # Writing a default explicitly is the same spec.
         {"optimization": {"quantization": "auto", "maxAccuracyDrop": 0.01}},
         {"model": {"uri": "s3://models/resnet.onnx", "format": "onnx", "name": "resnet"}},
