@@ -309,21 +309,18 @@ async def test_healthy_canary_passes_the_real_analysis_and_is_promoted(world: Wo
 
 
 async def test_canary_over_the_absolute_p99_limit_fails_on_that_check_alone(
-    emulator: ApiServerEmulator, kubeconfig: pathlib.Path, fleet: Fleet
+    world: World, fleet: Fleet
 ) -> None:
     """maxP99LatencyMs on its own: the slow canary (200 ms) is within a ratio of 100 of the stable track
     (50 ms) and errs nowhere, so only the absolute limit of 150 ms can fail it. A reconciler that drops the
     limit, or probes that judge the stable track's numbers as the canary's, promote it instead."""
-    view = View(emulator)
+    view = world
     slow = REVISION_OF["slow"]
     body = manifest(fleet.prometheus.url, max_latency_ratio=100)
     body["spec"]["rollout"]["analysis"]["maxP99LatencyMs"] = 150
-    async with (
-        cluster_with_pods(emulator, fleet, "slow"),
-        real_operator(kubeconfig, fleet.tritons["slow"].http_port),
-    ):
-        await start_stable(emulator, view, fleet, body)
-        await emulator.write_as_controller(MDEPS, NS, NAME, {"spec": {"model": {"uri": SLOW_URI}}})
+    async with real_operator(world, fleet.tritons["slow"].http_port):
+        await start_stable(view, fleet, body)
+        view.change_spec({"model": {"uri": SLOW_URI}}, name=NAME)
         await reach_canary_step(view, fleet, slow)
         await eventually(
             lambda: view.status().get("phase") == "Degraded", "rollback", context=fleet.logs, timeout=40

@@ -7,28 +7,37 @@ a canary → analyses against the secured Prometheus → rollback → a revision
 credentials → delete. Every status the operator wrote, every Event and every log line (DEBUG included)
 is then searched for each planted value, as text and base64.
 
-The real operator (kopf, handlers, reconciler, probes) runs against the emulated API server; the only
-stand-in is the canary's Triton smoke check (no Triton pod exists here), which always answers READY.
+The real operator (kopf, handlers, reconciler, probes) runs against the real control plane (one namespace
+of the session's cluster; the node agent completes or fails the optimization Jobs). The only stand-in is
+the canary's Triton smoke check (no Triton runs in the pods), which always answers READY.
+
+The API server's audit log is Metadata level (no bodies), so the statuses come from a watch on the
+ModelDeployment, started before it is created and running until it is deleted: every version the API
+server stored, which includes every status the operator wrote.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import copy
+import functools
 import json
 import logging
 import pathlib
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from kube_emulator import ApiServerEmulator, ClusterControllers
-from operator_harness import eventually, operator_in_this_loop
+from cluster import Cluster
+from operator_harness import ManualClock, eventually, operator_in_this_loop
+from operator_world import MDEPS, World, collection_path
 from secured_prometheus import PASSWORD, USER, SecuredPrometheus, secured_prometheus
+from test_operator_process import free_port, operator_process, wait_until
 
+from modeldeploy.cluster.rest import ApiError, RestClient
 from modeldeploy.credentials import install_log_redaction
 from modeldeploy.defaults import PrometheusAuthRef, SpecDefaults
 from modeldeploy.kube import Backoff, Kube
@@ -41,9 +50,7 @@ from modeldeploy.spec import parse_spec
 
 pytestmark = pytest.mark.realpart("prometheus")
 
-MDEPS = "modeldeploy.io/v1alpha1/modeldeployments"
-NS = "ml"
-CHART_NS = "modeldeploy-system"  # the chart-wide Secret lives in the release namespace
+NAME = "ocr"
 SIGNATURE = "PLANTEDsig0123456789abcdef"
 JOB_PASSWORD = "PLANTED-job-pw-42"
 PLANTED = (PASSWORD, SIGNATURE, JOB_PASSWORD)
@@ -58,6 +65,19 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredPrometh
     yield from secured_prometheus(tmp_path_factory)
 
 
+@pytest.fixture
+def world(control_plane: Cluster, cluster_namespace: str, real_kubeconfig: pathlib.Path) -> World:
+    return World(control_plane, cluster_namespace)
+
+
+@pytest.fixture
+def release_namespace(control_plane: Cluster) -> Iterator[str]:
+    """The chart's release namespace (where the chart-wide Secret lives): not the watched one."""
+    name = control_plane.create_namespace("modeldeploy-system")
+    yield name
+    control_plane.delete_namespace(name)
+
+
 class SmokeReadyProbes(TritonPrometheusProbes):
     """The real probes, except the Triton smoke check (no Triton pod here): always READY."""
 
@@ -65,16 +85,74 @@ class SmokeReadyProbes(TritonPrometheusProbes):
         return SmokeOutcome(ok=True, reason="READY")
 
 
-@contextlib.asynccontextmanager
-async def cluster(emulator: ApiServerEmulator) -> AsyncIterator[ClusterControllers]:
-    controllers = ClusterControllers(emulator)
-    task = asyncio.create_task(controllers.run())
-    try:
-        yield controllers
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+class StatusHistory:
+    """Every version of one ModelDeployment the API server stored, from a watch (in a thread) that starts
+    before the object exists and ends with its deletion. A watch that breaks off (410 Gone, an error event)
+    is recorded in `errors`: versions may be missing then, and the test says so."""
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
+        self.client = RestClient(cluster.plane.credentials)
+        self.path = collection_path(MDEPS, namespace)
+        self.selector = {"fieldSelector": f"metadata.name={name}"}
+        self.objects: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.deleted = threading.Event()
+        self._stop = threading.Event()
+        self._resource_version = self._list_version(cluster)
+        self._thread = threading.Thread(target=self._follow, name="status-history", daemon=True)
+
+    def _list_version(self, cluster: Cluster) -> str:
+        """The collection's resourceVersion. Just after its CRD is established the API server answers 429
+        ("storage is (re)initializing") until its watch cache is ready, and asks to retry."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return str(cluster.request("GET", self.path)["metadata"]["resourceVersion"])
+            except ApiError as error:
+                if error.status != 429 or time.monotonic() > deadline:
+                    raise
+            time.sleep(1)
+
+    @property
+    def statuses(self) -> list[dict[str, Any]]:
+        return [obj["status"] for obj in self.objects if obj.get("status")]
+
+    def _follow(self) -> None:
+        while not self._stop.is_set() and not self.deleted.is_set():
+            try:
+                for event in self.client.watch(
+                    self.path, self._resource_version, timeout_s=5, params=self.selector
+                ):
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        self.errors.append(json.dumps(obj))
+                        return
+                    self._resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    self.objects.append(obj)
+                    if event["type"] == "DELETED":
+                        self.deleted.set()
+                        return
+            except ApiError as error:
+                if error.status == 429 and not self._stop.is_set():
+                    time.sleep(1)  # the API server's watch cache is not ready yet: it asks to retry
+                    continue
+                self.errors.append(repr(error))
+                return
+            except OSError as error:
+                if not self._stop.is_set():
+                    self.errors.append(repr(error))
+                return
+
+    def __enter__(self) -> StatusHistory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+        self.client.close()
 
 
 def _manifest(prometheus_url: str | None, uri: str) -> dict[str, Any]:
@@ -90,7 +168,7 @@ def _manifest(prometheus_url: str | None, uri: str) -> dict[str, Any]:
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
         "kind": "ModelDeployment",
-        "metadata": {"name": "ocr"},
+        "metadata": {"name": NAME},
         "spec": {
             "model": {"name": "ocr", "uri": uri},
             "storage": {"uri": "s3://artifacts/modeldeploy"},
@@ -109,19 +187,12 @@ def _signed(name: str) -> str:
     return f"https://models.example/{name}.onnx?X-Amz-Expires=600&X-Amz-Signature={SIGNATURE}"
 
 
-async def _lifecycle(
-    emulator: ApiServerEmulator,
-    controllers: ClusterControllers,
-    secured: SecuredPrometheus,
-    runtime: Runtime,
-    clock: list[datetime],
-) -> None:
-    chart_wide = runtime.defaults.prometheus_auth is not None
-    secret_namespace = CHART_NS if chart_wide else NS
+def _create_secret(cluster: Cluster, namespace: str, secured: SecuredPrometheus) -> None:
     secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
         "metadata": {
             "name": "prometheus-client",
-            "namespace": secret_namespace,
             "labels": {"modeldeploy.io/prometheus-auth": "true"},
         },
         "data": {
@@ -129,93 +200,117 @@ async def _lifecycle(
             for key, value in {"username": USER, "password": PASSWORD, "ca.crt": secured.ca_pem}.items()
         },
     }
-    await emulator.write_as_controller("v1/secrets", secret_namespace, "prometheus-client", secret)
+    cluster.request("POST", f"/api/v1/namespaces/{namespace}/secrets", secret)
+
+
+async def _lifecycle(
+    world: World, secured: SecuredPrometheus, runtime: Runtime, clock: ManualClock, chart_wide: bool
+) -> None:
     body = _manifest(None if chart_wide else secured.url, _signed("ocr-v1"))
-    await emulator.write_as_controller(MDEPS, NS, "ocr", copy.deepcopy(body))
+    world.create(copy.deepcopy(body))
 
-    def status() -> dict[str, Any]:
-        return dict((emulator.stored(MDEPS, NS, "ocr") or {}).get("status") or {})
+    def status_json() -> str:
+        return json.dumps(world.status(), indent=1, default=str)
 
-    await eventually(lambda: status().get("phase") == "Ready", "Ready", timeout=30)
+    await eventually(lambda: world.phase() == "Ready", "Ready", timeout=30, context=status_json)
     # A new revision: a canary whose analyses log in to the secured Prometheus (no Triton series there:
-    # each is an `error` verdict), rolled back after maxConsecutiveErrors.
-    await emulator.write_as_controller(MDEPS, NS, "ocr", {"spec": {"model": {"uri": _signed("ocr-v2")}}})
-    await eventually(lambda: status().get("canaryStep") == 0, "canary at step 0", timeout=30)
-    for _ in range(6):
-        clock[0] += timedelta(seconds=11)
-        runtime.poke((NS, "ocr"))  # the operator's own timer would, after 11 s of real time
-        await asyncio.sleep(0.5)
-        if status().get("phase") == "Degraded":
-            break
+    # each is an `error` verdict), rolled back after maxConsecutiveErrors (2).
+    world.change_spec({"model": {"uri": _signed("ocr-v2")}})
     await eventually(
-        lambda: status().get("phase") == "Degraded",
-        "rollback after analysis errors",
-        timeout=30,
-        context=lambda: json.dumps(status(), indent=1, default=str),
+        lambda: world.status().get("canaryStep") == 0, "canary at step 0", timeout=30, context=status_json
     )
-    analysis = status()["analysis"]
+
+    def measured(errors: int) -> bool:
+        return world.phase() == "Degraded" or (world.status().get("analysis") or {}).get("errors") == errors
+
+    for errors in (1, 2):
+        clock.advance(timedelta(seconds=11))
+        runtime.poke((world.namespace, NAME))  # the operator's own timer would, after 11 s of real time
+        await eventually(
+            functools.partial(measured, errors), f"analysis error {errors}", timeout=30, context=status_json
+        )
+    await eventually(
+        lambda: world.phase() == "Degraded", "rollback after analysis errors", timeout=30, context=status_json
+    )
+    status = world.status()
+    assert status["lastRollback"]["cause"] == "AnalysisError", status
+    analysis = status["analysis"]
     assert analysis["reason"].startswith("no data for"), analysis  # it logged in and got answers
     # A revision whose Job fails with a message quoting credentials (as a library's error might).
     third = copy.deepcopy(body)
     third["spec"]["model"]["uri"] = _signed("ocr-v3")
     revision = compute_revision(parse_spec(third["spec"]))
     leaked = f"https://loader:{JOB_PASSWORD}@models.example/ocr-v3.onnx?X-Amz-Signature={SIGNATURE}"
-    controllers.failing_revisions[revision] = json.dumps(
-        {"v": 1, "error": f"download failed: 403 for {leaked}"}
-    )
-    await emulator.write_as_controller(MDEPS, NS, "ocr", {"spec": {"model": {"uri": _signed("ocr-v3")}}})
+    world.fail_optimization(revision, json.dumps({"v": 1, "error": f"download failed: 403 for {leaked}"}))
+    world.change_spec({"model": {"uri": _signed("ocr-v3")}})
     await eventually(
-        lambda: (status().get("optimization") or {}).get("state") == "Failed", "the failed Job", timeout=30
+        lambda: (world.status().get("optimization") or {}).get("state") == "Failed",
+        "the failed Job",
+        timeout=30,
+        context=status_json,
     )
-    error = status()["optimization"]["error"]
+    error = world.status()["optimization"]["error"]
     assert "https://[REDACTED]@models.example/ocr-v3.onnx?X-Amz-Signature=[REDACTED]" in error, error
-    await emulator.delete_as_user(MDEPS, NS, "ocr")
-    await eventually(lambda: emulator.stored(MDEPS, NS, "ocr") is None, "deleted", timeout=30)
+    world.delete(MDEPS, NAME)
+    await eventually(lambda: world.stored(MDEPS, NAME) is None, "deleted", timeout=30)
+
+
+def _events(cluster: Cluster, namespaces: list[str]) -> list[dict[str, Any]]:
+    """Every Event in `namespaces`, those being deleted included."""
+    found: list[dict[str, Any]] = []
+    for namespace in namespaces:
+        found += cluster.request("GET", f"/api/v1/namespaces/{namespace}/events").get("items", [])
+    return found
 
 
 @pytest.mark.parametrize("chart_wide", [False, True], ids=["own-secret", "chart-wide-secret"])
 async def test_no_planted_secret_in_any_status_event_or_log_line(
     chart_wide: bool,
-    emulator: ApiServerEmulator,
-    kubeconfig: pathlib.Path,
+    world: World,
+    release_namespace: str,
     secured: SecuredPrometheus,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # `modeldeploy run --verbose`: kopf logs whole objects
     install_log_redaction()  # what `modeldeploy run` installs on its log handlers (caplog's among them)
-    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    secret_namespace = release_namespace if chart_wide else world.namespace
+    _create_secret(world.cluster, secret_namespace, secured)
+    history = StatusHistory(world.cluster, world.namespace, NAME)
+    clock = ManualClock()
     kube = await Kube.connect(
-        str(kubeconfig), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1)
+        str(world.cluster.kubeconfig), backoff=Backoff(attempts=8, first_delay_s=0.01, max_delay_s=0.1)
     )
     runtime = Runtime(
         kube=kube,
         probes=SmokeReadyProbes(kube, timeout_s=5),
         metrics=OperatorMetrics(),
-        clock=lambda: clock[0],
+        clock=clock,
         retry_s=0.2,
         # The chart's monitoring.prometheusUrl and prometheusAuth, as `modeldeploy run` flags give them.
         defaults=SpecDefaults(
             prometheus_url=secured.url,
-            prometheus_auth=PrometheusAuthRef(CHART_NS, "prometheus-client", "basicAuth"),
+            prometheus_auth=PrometheusAuthRef(release_namespace, "prometheus-client", "basicAuth"),
         )
         if chart_wide
         else SpecDefaults(),
     )
-    async with cluster(emulator) as controllers, operator_in_this_loop(runtime):
-        await _lifecycle(emulator, controllers, secured, runtime, clock)
+    with history:
+        async with operator_in_this_loop(runtime, namespace=world.namespace):
+            await _lifecycle(world, secured, runtime, clock, chart_wide)
+        await eventually(history.deleted.is_set, "the watch saw the deletion", timeout=15)
+    assert history.errors == [], f"the status watch broke off, versions may be missing: {history.errors}"
 
-    statuses = [
-        json.dumps(request.data.get("status"))
-        for request in emulator.received
-        if request.method == "PATCH" and isinstance(request.data, dict) and "status" in request.data
-    ]
-    events = [json.dumps(event) for event in emulator.live("v1/events").values()]
+    statuses = [json.dumps(status) for status in history.statuses]
+    events = [json.dumps(event) for event in _events(world.cluster, [world.namespace, release_namespace])]
     logs = [record.getMessage() for record in caplog.records]
-    assert len(statuses) >= 5 and len(events) >= 3 and len(logs) >= 10, (
-        len(statuses),
+    assert len(set(statuses)) >= 5 and len(events) >= 3 and len(logs) >= 10, (
+        len(set(statuses)),
         len(events),
         len(logs),
     )
+    # The watch did see the operator's work: the rollback and the redacted Job error are among the versions.
+    assert any('"lastRollback"' in text for text in statuses)
+    assert any("[REDACTED]@models.example" in text for text in statuses)
     for planted in PLANTED:
         for variant in _variants(planted):
             for where, texts in (("status", statuses), ("Event", events), ("log", logs)):
@@ -223,26 +318,24 @@ async def test_no_planted_secret_in_any_status_event_or_log_line(
                 assert found == [], f"planted secret in a {where}: {found[0][:300]}"
 
 
-async def test_modeldeploy_run_verbose_logs_no_url_credentials(
-    emulator: ApiServerEmulator, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_modeldeploy_run_verbose_logs_no_url_credentials(world: World, tmp_path: pathlib.Path) -> None:
     """The process as users start it, at --verbose (kopf logs whole objects): the log file is grepped."""
-    from kube_emulator import use_kubeconfig  # noqa: PLC0415
-    from test_operator_process import free_port, operator_process, wait_until  # noqa: PLC0415
-
-    config = use_kubeconfig(emulator, tmp_path, monkeypatch)
     log = tmp_path / "operator.log"
-    args = ["--all-namespaces", "--standalone", "--verbose", "--health-port", str(free_port())]
-    args += ["--metrics-port", "0"]
-    async with operator_process(emulator, args, log, config) as process:
-        body = _manifest(None, _signed("ocr-v1"))
-        await emulator.write_as_controller(MDEPS, NS, "ocr", body)
+    args = ["--namespace", world.namespace, "--standalone", "--verbose"]
+    args += ["--health-port", str(free_port()), "--metrics-port", "0"]
+    async with operator_process(args, log, world.cluster.kubeconfig) as process:
+        world.create(_manifest(None, _signed("ocr-v1")))
 
         async def ready() -> bool:
-            stored = emulator.stored(MDEPS, NS, "ocr") or {}
-            return (stored.get("status") or {}).get("phase") == "Ready"
+            return world.phase() == "Ready"
 
         await wait_until(ready, "phase Ready", process, log)
+        world.delete(MDEPS, NAME)  # while the operator runs, which releases its finalizer
+
+        async def deleted() -> bool:
+            return world.stored(MDEPS, NAME) is None
+
+        await wait_until(deleted, "the ModelDeployment deleted", process, log)
     text = log.read_text()
     assert "X-Amz-Signature=[REDACTED]" in text  # kopf did log the object, and the filter blanked it
     for variant in _variants(SIGNATURE):
