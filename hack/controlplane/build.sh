@@ -11,6 +11,14 @@ if [ -f "$out/.complete" ]; then
   exit 0
 fi
 mkdir -p "$out"
+# One build at a time (make's target and the tests' fixture may start together): the second waits, then
+# finds the first one's binaries.
+exec 9>"$out/.lock"
+flock 9
+if [ -f "$out/.complete" ]; then
+  echo "$out"
+  exit 0
+fi
 cd "$here"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 # Stamp the Kubernetes version the modules are (as Kubernetes' own build does): without it /version says

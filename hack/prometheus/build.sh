@@ -12,6 +12,13 @@ if [ -f "$out/.complete" ]; then
   exit 0
 fi
 mkdir -p "$out"
+# One build at a time (make's target and the tests may start together): the second waits for the first.
+exec 9>"$out/.lock"
+flock 9
+if [ -f "$out/.complete" ]; then
+  echo "$out"
+  exit 0
+fi
 cd "$here"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 echo "building prometheus (first build takes 5-15 minutes on 2 cores)" >&2

@@ -18,11 +18,19 @@ from pathlib import Path
 START_TIMEOUT_S = 90.0
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now and not handed out before by this process: the kernel may offer a port again as soon
+    as the probing socket closes, and two servers started together would then clash."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
