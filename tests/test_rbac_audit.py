@@ -40,17 +40,6 @@ Right = tuple[str, str, str]  # (verb, API group, resource[/subresource])
 # Granted but never a request, so never in an audit log: the API server's OwnerReferencesPermission-
 # Enforcement admission checks it when a child with blockOwnerDeletion=true is created.
 NOT_REQUESTS: set[Right] = {("update", "modeldeploy.io", "modeldeployments/finalizers")}
-# Granted for deletions the operator does not perform yet: switching autoscaling.engine, turning
-# monitoring.podMonitor off or routing back to replicas leaves the old ScaledObject/HPA, PodMonitor, HTTPRoute
-# and track Services in place (the reconciler only ever deletes Deployments and Jobs). Exactly these are
-# unused today; when the operator deletes them, this set must shrink (the test fails until it does).
-NOT_YET_USED: set[Right] = {
-    ("delete", "", "services"),
-    ("delete", "autoscaling", "horizontalpodautoscalers"),
-    ("delete", "keda.sh", "scaledobjects"),
-    ("delete", "monitoring.coreos.com", "podmonitors"),
-    ("delete", "gateway.networking.k8s.io", "httproutes"),
-}
 
 
 SCOPES = {
@@ -255,4 +244,4 @@ async def test_the_role_grants_exactly_what_the_operator_uses(
     missing = sorted(exercised - rights)
     assert missing == [], f"used without a grant: {missing}"
     unused = sorted(rights - exercised - NOT_REQUESTS)
-    assert unused == sorted(NOT_YET_USED), f"granted but never used: {unused}"
+    assert unused == [], f"granted but never used: {unused}"

@@ -7,6 +7,7 @@ mint tokens, read or change Secrets, touch nodes, or change RBAC. Rendered by th
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,10 +96,23 @@ def allows(rules: list[dict[str, Any]], right: tuple[str, str, str]) -> bool:
 @pytest.mark.parametrize("args", SCOPES.values(), ids=list(SCOPES))
 def test_the_chart_grants_no_dangerous_right(args: tuple[str, ...]) -> None:
     rules = rendered_rules(*args)  # none with rbac.create=false (bring your own)
-    assert sorted(right for right in DENIED if allows(rules, right)) == []
+    unrestricted = [rule for rule in rules if "resourceNames" not in rule]
+    assert sorted(right for right in DENIED if allows(unrestricted, right)) == []
+    # A rule limited to named objects: only the chart-wide Prometheus credentials, read, never listed.
+    named = [rule for rule in rules if "resourceNames" in rule]
+    expected_names = [value for flag, value in itertools.pairwise(args) if flag == "--values"]
+    for rule in named:
+        assert (rule["apiGroups"], rule["resources"], rule["verbs"]) == ([""], ["secrets"], ["get"]), rule
+        assert expected_names and rule["resourceNames"] == [_chart_wide_secret(expected_names[0])], rule
     assert [rule for rule in rules if "resourceNames" not in rule and rule.get("nonResourceURLs")] == []
     wildcards = [right for right in granted(rules) if "*" in right]
     assert wildcards == []
+
+
+def _chart_wide_secret(values_file: str) -> str | None:
+    values = yaml.safe_load(Path(values_file).read_text()) or {}
+    name = ((values.get("monitoring") or {}).get("prometheusAuth") or {}).get("secretName")
+    return str(name) if name else None
 
 
 def test_the_check_sees_a_dangerous_rule() -> None:
