@@ -25,6 +25,9 @@ Path = tuple[str | int, ...]
 
 # Every optional field set, every rule satisfied: a value placed in it is judged on its own.
 FULL: dict[str, Any] = {
+    # Set, not left to the operator-wide default: the CRD can then judge what the default decides (the
+    # serving GPU limit). Left unset, that rule is the operator's alone (tests/test_crd.py OPERATOR_ONLY).
+    "accelerator": "gpu",
     "model": {
         "name": "resnet",
         "uri": "s3://models/resnet.onnx",
@@ -73,7 +76,9 @@ FULL: dict[str, Any] = {
         "analysis": {"maxErrorRate": 0.01, "maxP99LatencyMs": 250, "maxLatencyRatio": 1.2,
                      "minRequests": 50, "failureThreshold": 2, "maxConsecutiveErrors": 3},
     },
-    "monitoring": {"prometheusUrl": "http://prometheus:9090", "podMonitor": True},
+    "monitoring": {"prometheusUrl": "http://prometheus:9090",
+                   "prometheusAuth": {"secretName": "prometheus-auth", "type": "bearerToken"},
+                   "podMonitor": True, "podMonitorLabels": {"release": "kube-prometheus-stack"}},
 }  # fmt: skip
 
 # Where one field's valid range depends on another, the other one is moved out of the way (a value at
