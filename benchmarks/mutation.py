@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/mutation.py                  # the default modules and their fast tests
     .venv/bin/python benchmarks/mutation.py --show           # ... and print every survivor's diff
-    .venv/bin/python benchmarks/mutation.py operator/rollout.py operator/reconciler.py
+    .venv/bin/python benchmarks/mutation.py operator/rollout/transitions.py operator/rollout/plan.py
     .venv/bin/python benchmarks/mutation.py 'operator/optimizer/selection.py=tests/test_optimizer_units.py'
 
 Each argument is `MODULE[=TEST,TEST...]`; without `=` the tests come from `TESTS` below (fast, pure test
@@ -54,7 +54,15 @@ TESTS: dict[str, tuple[str, ...]] = {
         "-k",
         "not drawn_from_the_schema and not loosened_by_one",
     ),
-    "operator/rollout.py": ("tests/test_rollout.py", "tests/test_rollout_parts.py"),
+    **{
+        f"operator/rollout/{name}.py": (
+            "tests/test_rollout.py",
+            "tests/test_rollout_parts.py",
+            "tests/test_rollout_plan.py",
+            "tests/test_rollout_table.py",
+        )
+        for name in ("transitions", "canary", "plan", "state", "status")
+    },
     "operator/optimizer/accuracy.py": ("tests/test_optimizer_units.py",),
     "operator/optimizer/selection.py": ("tests/test_optimizer_units.py",),
 }

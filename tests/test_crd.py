@@ -72,6 +72,16 @@ GATEWAY = {"parentRef": {"name": "gw"}}
 # (case id, spec changes, the field refused or None when accepted)
 CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("minimal", {}, None),
+    (
+        "gpu accelerator without a GPU limit",
+        {"accelerator": "gpu", "serving": {"resources": {"limits": {"memory": "8Gi"}}}},
+        "spec.serving.resources.limits",
+    ),
+    (
+        "cpu accelerator needs no GPU limit",
+        {"accelerator": "cpu", "serving": {"resources": {"limits": {"memory": "8Gi"}}}},
+        None,
+    ),
     ("every model format", {"model": {"format": "savedmodel"}}, None),
     ("pvc model", {"model": {"uri": "pvc://models/a/b.onnx"}}, None),
     ("model credentials", {"model": {"credentialsSecret": "s3-creds"}}, None),
