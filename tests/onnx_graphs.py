@@ -2,6 +2,7 @@
 
 - `transformer_block`: one pre-norm encoder block (attention + MLP): MatMul-heavy, like BERT/ViT layers.
 - `conv_net`: a small CNN classifier (Conv/Relu/pool/Gemm/Softmax), like the image models static int8 is for.
+  `confident_images`: noise images it answers clearly (no near-tie that any int8 would flip).
 - `outlier_matmul`: a MatMul whose input holds one huge feature: per-tensor int8 activations map every other
   feature to zero, so quantizing it destroys the output (the gate must reject it, or keep it in float).
 - `weightless`: only element-wise ops, so there is nothing to prune (the pruning step raises).
@@ -13,9 +14,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
@@ -265,3 +268,22 @@ def recurrent_state(path: Path, width: int = 4) -> Path:
         [_weight(rng, "w", (width, width), 0.5)],
     )
     return _save(graph, path)
+
+
+def confident_images(
+    model: Path, count: int, seed: int, size: int = 32, margin: float = 1.0
+) -> list[np.ndarray[Any, Any]]:
+    """`count` uniform-noise images [1, 3, size, size] on which `conv_net`'s float answer is clear: its top
+    two classes' log-probabilities differ by at least `margin` (a trained classifier on its own data mostly
+    is; random weights on noise put some images within rounding of a tie, and those flip under any int8).
+    A classifier's gate counts every flipped answer, so tests that expect int8 to pass use these."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    images: list[np.ndarray[Any, Any]] = []
+    while len(images) < count:
+        image = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+        [probabilities] = session.run(None, {"image": image})
+        top = np.sort(np.log(np.maximum(probabilities[0].astype(np.float64), 1e-30)))
+        if top[-1] - top[-2] >= margin:
+            images.append(image)
+    return images

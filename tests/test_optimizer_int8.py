@@ -81,9 +81,8 @@ def test_static_int8_tries_three_calibration_methods_and_ships_the_best(tmp_path
     model = onnx_graphs.conv_net(tmp_path / "cnn.onnx")
     calibration = tmp_path / "calibration"
     calibration.mkdir()
-    rng = np.random.default_rng(2)
-    for index in range(24):
-        np.save(calibration / f"{index}.npy", rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32))
+    for index, image in enumerate(onnx_graphs.confident_images(model, count=24, seed=2)):
+        np.save(calibration / f"{index}.npy", image)
     options = replace(QUICK, quantization="int8-static", calibration_uri=str(calibration))
     report = _optimize(model, tmp_path / "out", options)
     static = _candidate(report, "int8-static")

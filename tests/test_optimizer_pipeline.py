@@ -103,11 +103,12 @@ def test_transformer_ships_a_smaller_model_within_the_bound(graphs: dict[str, Pa
 
 
 def test_cnn_gets_static_int8(graphs: dict[str, Path], tmp_path: Path) -> None:
-    # Calibrated on the kind of input it will serve (here: uniform noise images), checked on fresh ones.
+    # Calibrated on the kind of input it will serve (uniform noise images the network answers clearly, as a
+    # trained classifier does on its data: the gate counts every flipped answer), checked on held-out ones.
     calibration = tmp_path / "calibration"
     calibration.mkdir()
-    for index, feed in enumerate(_feeds("image", (1, 3, 32, 32), count=16, seed=1)):
-        np.save(calibration / f"{index}.npy", feed["image"])
+    for index, image in enumerate(onnx_graphs.confident_images(graphs["cnn"], count=16, seed=1)):
+        np.save(calibration / f"{index}.npy", image)
     options = replace(
         QUICK, quantization="int8-static", calibration_uri=str(calibration), calibration_samples=16
     )

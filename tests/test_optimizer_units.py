@@ -27,7 +27,13 @@ from modeldeploy.optimizer.selection import (
     paired_ratio,
     preferred_batch_sizes,
 )
-from modeldeploy.optimizer.signature import ModelSignature, TensorSpec, load_onnx, signature_of
+from modeldeploy.optimizer.signature import (
+    ModelSignature,
+    TensorSpec,
+    class_like_outputs,
+    load_onnx,
+    signature_of,
+)
 from modeldeploy.optimizer.sources import fetch, local_path
 from modeldeploy.optimizer.tensorrt_engine import optimization_profiles, provider_options, version_problem
 from modeldeploy.optimizer.triton_config import ServingConfig, build_config, render_config
@@ -67,6 +73,56 @@ def test_top1_is_counted_per_time_step_for_sequence_outputs() -> None:
     candidate[0, 3] = [0.0, 1.0, 0.0]
     report = compare(["seq"], [[reference]], [[candidate]], frozenset({"seq"}))
     assert report.worst_top1 == pytest.approx(0.75)
+
+
+def _head(op_type: str, output: str) -> onnx.ModelProto:
+    """x [batch, 8] → `output` [batch, 4] made by one `op_type` node (MatMul/Gemm: with a weight)."""
+    helper, weight = onnx.helper, onnx.numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
+    inputs = ["x", "w"] if op_type in ("MatMul", "Gemm") else ["x"]
+    shape = 4 if op_type in ("MatMul", "Gemm") else 8
+    graph = helper.make_graph(
+        [helper.make_node(op_type, inputs, [output])],
+        "head",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, ["batch", shape])],
+        [weight] if op_type in ("MatMul", "Gemm") else [],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    ("op_type", "output", "class_like"),
+    [
+        ("Softmax", "y", True),  # probabilities
+        ("LogSoftmax", "y", True),
+        ("Gemm", "y", True),  # a fully connected head: logits
+        ("MatMul", "logits", True),  # named as class scores
+        ("MatMul", "class_scores", True),
+        ("MatMul", "y", False),  # regression values or an embedding: argmax over features means nothing
+        ("Relu", "embedding", False),
+    ],
+)
+def test_only_class_scores_get_top1_agreement(
+    op_type: str, output: str, class_like: bool, tmp_path: Path
+) -> None:
+    model = _head(op_type, output)
+    assert (output in class_like_outputs(model, signature_of(model, tmp_path))) is class_like
+
+
+def test_class_scores_are_found_behind_an_identity(tmp_path: Path) -> None:
+    # PP-OCR cls ends in Softmax, then Identity to `save_infer_model/scale_0.tmp_1`.
+    model = _head("Softmax", "p")
+    model.graph.node.append(onnx.helper.make_node("Identity", ["p"], ["save_infer_model/scale_0.tmp_1"]))
+    model.graph.output[0].name = "save_infer_model/scale_0.tmp_1"
+    assert class_like_outputs(model, signature_of(model, tmp_path)) == {"save_infer_model/scale_0.tmp_1"}
+
+
+def test_the_outlier_graphs_regression_output_is_not_class_scores(tmp_path: Path) -> None:
+    # Its 64 values have near-ties that int8 flips at cosine 0.998: top-1 there would reject a good model.
+    model = onnx.load(str(onnx_graphs.outlier_matmul(tmp_path / "outlier.onnx", leading_layer=True)))
+    assert class_like_outputs(model, signature_of(model, tmp_path)) == frozenset()
+    cnn = onnx.load(str(onnx_graphs.conv_net(tmp_path / "cnn.onnx")))
+    assert class_like_outputs(cnn, signature_of(cnn, tmp_path)) == {"probabilities"}
 
 
 @pytest.mark.parametrize(

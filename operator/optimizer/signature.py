@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,17 +117,33 @@ def load_onnx(path: Path) -> tuple[Path, onnx.ModelProto]:
     return path, model
 
 
-def class_like_outputs(model: onnx.ModelProto, signature: ModelSignature) -> frozenset[str]:
-    """Outputs that are scores over classes: made by (Log)Softmax, or shaped [N, C] with C >= 2.
+# Words that name class scores in an output's name (logits, probs, probabilities, scores, class_scores).
+_CLASS_SCORE_NAME = re.compile(r"logit|prob|score|class", re.IGNORECASE)
+# Ops between a classifier's Softmax/Gemm and its output that keep the scores as they are.
+_PASS_THROUGH = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Dropout"})
 
-    Their argmax is what users act on, so the gate also checks top-1 agreement on them.
+
+def class_like_outputs(model: onnx.ModelProto, signature: ModelSignature) -> frozenset[str]:
+    """Outputs that are scores over classes: made by (Log)Softmax, or float [N, C] with C >= 2 made by a
+    fully connected head (Gemm, what a classifier's last Linear exports to) or named as scores (`logits`,
+    `probs`, `scores`, `class...`). Identity, Reshape, Flatten, Squeeze, Unsqueeze, Cast and Dropout after
+    that op do not hide it.
+
+    Their argmax is what users act on, so the gate also checks top-1 agreement on them. Any other [N, C]
+    output (a MatMul's regression values, a pooled embedding) is not: the argmax over its features means
+    nothing, and near-ties among them would flip under any rounding while cosine stays at 0.998.
     """
-    producers = {output: node.op_type for node in model.graph.node for output in node.output}
+    made_by = {output: node for node in model.graph.node for output in node.output}
     names = set()
     for spec in signature.outputs:
         last = spec.dims[-1] if spec.dims else None
-        if producers.get(spec.name) in ("Softmax", "LogSoftmax") or (
-            len(spec.dims) == 2 and last is not None and last >= 2
-        ):
+        node = made_by.get(spec.name)
+        while node is not None and node.op_type in _PASS_THROUGH and node.input:
+            node = made_by.get(node.input[0])  # PP-OCR cls: Softmax, then Identity
+        producer = node.op_type if node is not None else None
+        float_scores = spec.dtype.startswith("float") and len(spec.dims) == 2
+        scores_shaped = float_scores and last is not None and last >= 2
+        named = _CLASS_SCORE_NAME.search(spec.name) is not None
+        if producer in ("Softmax", "LogSoftmax") or (scores_shaped and (producer == "Gemm" or named)):
             names.add(spec.name)
     return frozenset(names)
