@@ -17,7 +17,6 @@ import functools
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 import urllib.error
@@ -30,6 +29,8 @@ from pathlib import Path
 
 from modeldeploy.cluster.processes import START_TIMEOUT_S, ServerProcess, free_port, http_ok
 from modeldeploy.cluster.processes import launch as _launch
+from modeldeploy.sandbox.tritonserver import TritonDistribution, TritonMissingError
+from modeldeploy.sandbox.tritonserver import find_triton as find_distribution
 
 TRITON_MODELS = Path(__file__).parent / "triton_models"
 TEST_MODEL_CODE = TRITON_MODELS / "echo.py"
@@ -47,31 +48,12 @@ class PartMissingError(Exception):
 # --- Triton ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TritonDistribution:
-    server: Path
-    backends: Path
-    stub: Path
-    libraries: Path
-
-
 def find_triton() -> TritonDistribution:
+    """The real tritonserver that nvidia-pytriton ships (the sandbox's finder), as a missing real part."""
     try:
-        import pytriton  # noqa: PLC0415  # optional real part
-    except ImportError as error:
-        raise PartMissingError("tritonserver", f"PyPI nvidia-pytriton is not installed ({error})") from error
-    root = Path(pytriton.__file__).parent
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    distribution = TritonDistribution(
-        server=root / "tritonserver" / "bin" / "tritonserver",
-        backends=root / "tritonserver" / "backends",
-        stub=root / "tritonserver" / "python_backend_stubs" / version / "triton_python_backend_stub",
-        libraries=root.parent / "nvidia_pytriton.libs",
-    )
-    for path in (distribution.server, distribution.backends, distribution.stub, distribution.libraries):
-        if not path.exists():
-            raise PartMissingError("tritonserver", f"{path} is missing from the nvidia-pytriton install")
-    return distribution
+        return find_distribution()
+    except TritonMissingError as error:
+        raise PartMissingError("tritonserver", str(error)) from error
 
 
 def build_model_repository(directory: Path, models: Mapping[str, str]) -> Path:
@@ -84,18 +66,6 @@ def build_model_repository(directory: Path, models: Mapping[str, str]) -> Path:
         shutil.copy(source, directory / served_name / "config.pbtxt")
         shutil.copy(TEST_MODEL_CODE, directory / served_name / "1" / "model.py")
     return directory
-
-
-def _backend_directory(distribution: TritonDistribution, workdir: Path) -> Path:
-    """pytriton ships the stub apart from the backend; Triton looks for it next to libtriton_python.so."""
-    backends = workdir / "backends"
-    python_backend = backends / "python"
-    python_backend.mkdir(parents=True, exist_ok=True)
-    for entry in (distribution.backends / "python").iterdir():
-        if entry.is_file():
-            (python_backend / entry.name).symlink_to(entry)
-    (python_backend / "triton_python_backend_stub").symlink_to(distribution.stub)
-    return backends
 
 
 @dataclass
@@ -133,13 +103,9 @@ def start_triton(
     distribution = find_triton()
     workdir.mkdir(parents=True, exist_ok=True)
     repository = build_model_repository(workdir / "models", models)
-    backends = _backend_directory(distribution, workdir)
+    backends = distribution.backend_directory(workdir / "backends")
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        part for part in (str(distribution.libraries), env.get("LD_LIBRARY_PATH", "")) if part
-    )
+    env = distribution.environment(dict(os.environ))
     command = [
         str(distribution.server),
         f"--model-repository={repository}",
