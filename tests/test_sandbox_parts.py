@@ -15,7 +15,7 @@ from modeldeploy.rendering import Owner, render_pod_monitor
 from modeldeploy.revision import compute_revision
 from modeldeploy.sandbox.load import Endpoint, ready_endpoints
 from modeldeploy.sandbox.monitoring import scrape_config
-from modeldeploy.sandbox.pods import local_path, loopback_address, pod_mounts
+from modeldeploy.sandbox.pods import job_command, local_path, loopback_address, pod_mounts
 from modeldeploy.sandbox.story import MODEL_V3_PATH, StoryOptions, manifest
 from modeldeploy.sandbox.view import SummaryRow, changes, summary_table
 from modeldeploy.spec import parse_spec
@@ -92,6 +92,29 @@ def test_volumes_become_folders_claims_below_the_pvc_root(tmp_path: Path) -> Non
     assert local_path("/mnt/pvc", mounts) == str(tmp_path / "pvc")  # $MODELDEPLOY_PVC_ROOT
     assert local_path("/tmpfile", mounts) == "/tmpfile"  # a prefix of a name is not a mount
     assert local_path("--http-port=8000", mounts) == "--http-port=8000"
+
+
+def test_the_job_runs_this_install_s_modeldeploy_even_from_a_checkout_under_a_mounted_path(
+    tmp_path: Path,
+) -> None:
+    """A checkout under /tmp (CI clones there) with the Job's /tmp emptyDir: the program stays where it is,
+    the arguments under /tmp and the termination message move into the pod's folders."""
+    bin_dir = tmp_path / "checkout" / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "modeldeploy").touch()
+    pod: dict[str, Any] = {"spec": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}
+    container = {
+        "command": ["modeldeploy", "optimize"],
+        "args": ["--workdir=/tmp/work", "--message", "/dev/termination-log"],
+        "volumeMounts": [{"name": "tmp", "mountPath": str(tmp_path)}],
+    }
+    mounts = pod_mounts(pod, container, tmp_path / "pvc", tmp_path / "pod")
+    message = tmp_path / "pod" / "termination-log"
+    command = job_command(container, mounts, message, bin_dir)
+    assert command[0] == str(bin_dir / "modeldeploy")
+    assert command[1:] == ["optimize", "--workdir=/tmp/work", "--message", str(message)]
+    outside = job_command({**container, "command": ["optimizer-missing"]}, mounts, message, bin_dir)
+    assert outside[0] == "optimizer-missing"
 
 
 def test_load_goes_only_to_ready_endpoints_on_their_loopback_address() -> None:

@@ -74,6 +74,21 @@ def local_path(text: str, mounts: Mounts) -> str:
     return text
 
 
+def job_command(
+    container: Mapping[str, Any], mounts: Mounts, local_message: Path, bin_dir: Path
+) -> list[str]:
+    """The Job container's command and args as a local process runs them: the image's `modeldeploy` is
+    this install's (in `bin_dir`), mount paths in the arguments become their local folders, and the
+    termination message path becomes `local_message`. The program's own path is never mapped into a volume
+    (a checkout under /tmp would otherwise land in the pod's /tmp emptyDir)."""
+    command = [*container.get("command", ()), *container.get("args", ())]
+    executable = bin_dir / command[0]
+    program = str(executable) if executable.is_file() else local_path(command[0], mounts)
+    message_path = container.get("terminationMessagePath", "/dev/termination-log")
+    rest = [str(local_message) if arg == message_path else local_path(arg, mounts) for arg in command[1:]]
+    return [program, *rest]
+
+
 @dataclass
 class RunningPod:
     name: str
@@ -151,14 +166,9 @@ class LocalPods:
         return self.triton.environment(env)
 
     def _start_job(self, pod_dir: Path, container: Mapping[str, Any], mounts: Mounts) -> ServerProcess:
-        command = [*container.get("command", ()), *container.get("args", ())]
-        executable = Path(sys.executable).parent / command[0]
-        if executable.is_file():  # the image's `modeldeploy` is this install's
-            command[0] = str(executable)
-        message_path = container.get("terminationMessagePath", "/dev/termination-log")
         local_message = pod_dir / "termination-log"
         local_message.unlink(missing_ok=True)
-        args = [str(local_message) if arg == message_path else local_path(arg, mounts) for arg in command]
+        args = job_command(container, mounts, local_message, Path(sys.executable).parent)
         return launch(
             f"pod {pod_dir.name}", args, pod_dir / "container.log", self._environment(container, mounts)
         )
