@@ -14,8 +14,10 @@ docs/testing.md.
 
 mutmut derives module names from file paths, but the package folder `operator/` is installed as
 `modeldeploy`: each module is therefore run in a staging copy (under ~/.cache/modeldeploy/mutation/) where
-the folder is called `modeldeploy/`, with the tests, the CRD, the chart and the examples beside it. The
-run is CPU-heavy: it is started with `nice -n 15` and one worker by default (`--jobs`).
+the folder is called `modeldeploy/`, with the tests, the CRD, the chart, the examples and the docs beside
+it (tests/test_rollout_table.py reads its table from docs/operator.md: without docs/ the baseline run
+fails to collect, and every mutant stays 'not checked'; a failed `mutmut run` now prints its output's
+end). The run is CPU-heavy: it is started with `nice -n 15` and one worker by default (`--jobs`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = "operator"
 PACKAGE = "modeldeploy"
 STAGING = Path.home() / ".cache" / "modeldeploy" / "mutation"
-COPIED = ("tests", "crds", "helm", "examples", "argocd")
+COPIED = ("tests", "crds", "helm", "examples", "argocd", "docs")
 
 # The fast, pure tests that guard each module (no Triton, Prometheus, helm or API server).
 # Pytest arguments: files, and `-k` expressions to leave out the slowest tests (each survivor runs every test
@@ -60,11 +62,12 @@ TESTS: dict[str, tuple[str, ...]] = {
             "tests/test_rollout_parts.py",
             "tests/test_rollout_plan.py",
             "tests/test_rollout_table.py",
+            "tests/test_rollout_outcomes.py",
         )
         for name in ("transitions", "canary", "plan", "state", "status")
     },
-    "operator/optimizer/accuracy.py": ("tests/test_optimizer_units.py",),
-    "operator/optimizer/selection.py": ("tests/test_optimizer_units.py",),
+    "operator/optimizer/accuracy.py": ("tests/test_optimizer_accuracy.py", "tests/test_optimizer_units.py"),
+    "operator/optimizer/selection.py": ("tests/test_optimizer_selection.py", "tests/test_optimizer_units.py"),
 }
 DEFAULT_MODULES = ("operator/analysis.py", "operator/rendering.py", "operator/spec.py")
 STATUS_LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>[a-z ]+)$")
@@ -159,7 +162,13 @@ def run(target: Target, jobs: int, budget_s: float, timeouts: tuple[float, float
     started = time.monotonic()
     root = stage(target, timeouts)
     try:
-        mutmut(root, "run", "--max-children", str(jobs), timeout_s=budget_s)
+        done = mutmut(root, "run", "--max-children", str(jobs), timeout_s=budget_s)
+        if done.returncode != 0:
+            # E.g. the baseline run of the tests failed in the staging copy ("failed to collect stats"):
+            # every mutant then stays 'not checked'. Show why instead of a table of unchecked mutants.
+            tail = (done.stdout + done.stderr).replace("\r", "\n").splitlines()[-25:]
+            print(f"  {target.module}: mutmut run exited {done.returncode}:")
+            print("\n".join(f"      {line}" for line in tail if line.strip()))
     except subprocess.TimeoutExpired:
         print(f"  {target.module}: the run passed its budget of {budget_s:.0f} s; results so far")
     listing = mutmut(root, "results", "--all", "true").stdout
