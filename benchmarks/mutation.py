@@ -63,6 +63,7 @@ TESTS: dict[str, tuple[str, ...]] = {
             "tests/test_rollout_plan.py",
             "tests/test_rollout_table.py",
             "tests/test_rollout_outcomes.py",
+            "tests/test_rollout_plan_edges.py",
         )
         for name in ("transitions", "canary", "plan", "state", "status")
     },
