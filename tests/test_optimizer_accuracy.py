@@ -109,7 +109,7 @@ def test_float16_and_integer_outputs_are_compared_in_float64() -> None:
 def test_top1_compares_each_rows_argmax_with_the_originals_own_row() -> None:
     reference = np.array([[[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
     candidate = reference.copy()
-    candidate[0, 1] = [0.0, 0.0, 1.0]  # one time step of four flips
+    candidate[0, 2] = [0.0, 1.0, 0.0]  # one time step of four flips
     report = compare(["seq"], [[reference]], [[candidate]], frozenset({"seq"}))
     assert report.worst_top1 == pytest.approx(0.75)
 
@@ -275,20 +275,20 @@ def test_the_output_figures_are_rounded_for_the_report() -> None:
 
 
 def test_the_report_summarises_the_worst_figures_and_the_batch() -> None:
-    a = _output(name="a", cosine=0.9876543, min_cosine=0.95, top1_agreement=0.9999999, relative_error=0.1)
-    b = _output(name="b", cosine=0.9999999, min_cosine=0.9123456, relative_error=0.2345678)
-    batch = _report(_output(cosine=0.97, min_cosine=0.93))
+    a = _output(name="a", cosine=0.9876543, min_cosine=0.95, top1_agreement=0.9876543, relative_error=0.1)
+    b = _output(name="b", cosine=0.9999999, min_cosine=0.9123456, relative_error=0.3123)
+    batch = _report(_output(cosine=0.97123456, min_cosine=0.93123456))
     document = _report(a, b, batch=batch).to_json()
     assert document == {
-        "drop": 0.027511,  # b: 0.2345678^2 / 2
-        "worst_drop": 0.087654,
+        "drop": 0.048766,  # b: 0.3123^2 / 2 = 0.04876564
+        "worst_drop": 0.087654,  # b: 1 - 0.9123456
         "cosine": 0.987654,
         "min_cosine": 0.912346,
-        "relative_error": 0.234568,
-        "top1_agreement": 1.0,
+        "relative_error": 0.3123,
+        "top1_agreement": 0.987654,
         "samples": 4,
         "outputs": {"a": a.to_json(), "b": b.to_json()},
-        "batch": {"batch_size": 8, "drop": 0.03, "worst_drop": 0.07},
+        "batch": {"batch_size": 8, "drop": 0.028765, "worst_drop": 0.068765},
     }
     alone = _report(_output(cosine=0.5)).to_json()
     assert alone["batch"] is None

@@ -76,7 +76,7 @@ def test_the_interval_spans_about_two_standard_errors_of_the_median_rank() -> No
 
 
 def test_the_ratio_is_rounded_for_the_report() -> None:
-    assert Ratio(1.234567, 1.0, 1.99999).to_json() == {"median": 1.2346, "low": 1.0, "high": 2.0}
+    assert Ratio(1.234567, 0.987654, 1.111111).to_json() == {"median": 1.2346, "low": 0.9877, "high": 1.1111}
 
 
 # --- the objective ---------------------------------------------------------------------------------------
