@@ -33,12 +33,15 @@ from modeldeploy.rollout import (
     ANNOTATION_ABORT,
     ANNOTATION_PROMOTE,
     ANNOTATION_RETRY,
+    AnalysisStatus,
+    ApplyJob,
     ClearAnnotation,
     Decision,
     JobResult,
     RecordEvent,
     RolloutStatus,
     decide_invalid_spec,
+    smoke_check_due,
 )
 
 RETRY = {ANNOTATION_RETRY: "true"}
@@ -454,3 +457,35 @@ def test_an_invalid_spec_says_why_on_every_condition() -> None:
         "Progressing": ("False", "InvalidSpec", message, 3),
         "Degraded": ("True", "InvalidSpec", message, 3),
     }
+
+
+def test_a_retried_rollback_with_recorded_artifacts_starts_its_canary_without_optimizing_again() -> None:
+    status = replace(
+        serving(),
+        phase=Phase.DEGRADED,
+        last_rollback={"revision": NEW, "reason": "failed analysis"},
+        optimization={"revision": NEW, "job": f"ocr-optimize-{NEW}", "state": "Succeeded"},
+        # Left over from an earlier canary: a new one starts from scratch whatever the status held.
+        canary_step=1,
+        canary_weight=50,
+        analysis=AnalysisStatus(time=T0, verdict="fail", failed_checks=1, errors=2),
+    )
+    decision = run(status, observed(deployment(OLD)), now=LATER, annotations=RETRY)
+    assert ApplyJob(NEW) not in decision.actions
+    after = decision.status
+    assert (after.phase, after.canary_revision, after.canary_step, after.canary_weight) == (
+        Phase.CANARY,
+        NEW,
+        None,
+        0,
+    )
+    assert (after.canary_step_start, after.analysis) == (LATER, AnalysisStatus())
+    assert after.optimization == status.optimization
+
+
+def test_the_model_check_is_due_once_for_the_recorded_canary_of_the_desired_revision() -> None:
+    up = observed(deployment(OLD), deployment(NEW, "canary", replicas=1, available=1))
+    assert smoke_check_due(desired(), in_canary(None), up)
+    assert not smoke_check_due(desired(), in_canary(1), up)  # already stepping: checked before
+    newer_up = observed(deployment(OLD), deployment(NEWER, "canary", replicas=1, available=1))
+    assert not smoke_check_due(desired(NEWER), in_canary(None), newer_up)  # the recorded canary is NEW
