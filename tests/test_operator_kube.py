@@ -5,6 +5,7 @@ server cannot answer 500/409/429 on chosen requests): the last test here."""
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import pytest
 from cluster import Cluster
@@ -36,6 +37,10 @@ def deployment(namespace: str, replicas: int | None = 2, image: str = "triton:1"
     }
 
 
+def _entry(obj: dict[str, Any], manager: str) -> list[dict[str, Any]]:
+    return [e for e in obj["metadata"]["managedFields"] if e["manager"] == manager]
+
+
 @pytest.fixture
 def world(control_plane: Cluster, cluster_namespace: str, real_kubeconfig: pathlib.Path) -> World:
     return World(control_plane, cluster_namespace)
@@ -47,7 +52,10 @@ async def test_apply_creates_then_updates_with_server_bookkeeping(world: World) 
         assert created["metadata"]["uid"]
         assert created["metadata"]["generation"] == 1
         again = await kube.apply(deployment(world.namespace))
-        assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]  # no-op
+        # A no-op: the spec and the operator's managedFields entry are untouched (the resourceVersion may
+        # still move: the Deployment controller writes the status meanwhile).
+        assert again["metadata"]["generation"] == 1
+        assert _entry(again, "modeldeploy") == _entry(created, "modeldeploy")
         changed = await kube.apply(deployment(world.namespace, image="triton:2"))
         assert changed["metadata"]["generation"] == 2
         assert changed["metadata"]["uid"] == created["metadata"]["uid"]
