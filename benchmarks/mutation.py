@@ -64,6 +64,7 @@ TESTS: dict[str, tuple[str, ...]] = {
             "tests/test_rollout_table.py",
             "tests/test_rollout_outcomes.py",
             "tests/test_rollout_plan_edges.py",
+            "tests/test_rollout_canary_outcomes.py",
         )
         for name in ("transitions", "canary", "plan", "state", "status")
     },
