@@ -276,15 +276,15 @@ def test_the_output_figures_are_rounded_for_the_report() -> None:
 
 def test_the_report_summarises_the_worst_figures_and_the_batch() -> None:
     a = _output(name="a", cosine=0.9876543, min_cosine=0.95, top1_agreement=0.9876543, relative_error=0.1)
-    b = _output(name="b", cosine=0.9999999, min_cosine=0.9123456, relative_error=0.3123)
+    b = _output(name="b", cosine=0.9999999, min_cosine=0.9123456, relative_error=0.31234567)
     batch = _report(_output(cosine=0.97123456, min_cosine=0.93123456))
     document = _report(a, b, batch=batch).to_json()
     assert document == {
-        "drop": 0.048766,  # b: 0.3123^2 / 2 = 0.04876564
+        "drop": 0.04878,  # b: 0.31234567^2 / 2 = 0.0487799...
         "worst_drop": 0.087654,  # b: 1 - 0.9123456
         "cosine": 0.987654,
         "min_cosine": 0.912346,
-        "relative_error": 0.3123,
+        "relative_error": 0.312346,
         "top1_agreement": 0.987654,
         "samples": 4,
         "outputs": {"a": a.to_json(), "b": b.to_json()},
