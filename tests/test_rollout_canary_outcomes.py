@@ -42,6 +42,7 @@ from modeldeploy.rollout import (
     ObservedDeployment,
     SmokeOutcome,
 )
+from modeldeploy.rollout.canary import available
 
 LATER = T0 + timedelta(seconds=30)
 NOT_READY = SmokeOutcome(ok=False, reason="model UNAVAILABLE: loading failed")
@@ -543,3 +544,11 @@ EXPECTED: dict[str, list[str]] = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_each_canary_round_writes_its_whole_outcome(name: str) -> None:
     assert outcome(SCENARIOS[name]()) == EXPECTED[name]
+
+
+def test_a_canary_is_available_when_every_pod_it_wants_is() -> None:
+    assert not available(deployment(NEW, "canary", replicas=2, available=1))
+    assert available(deployment(NEW, "canary", replicas=2, available=2))
+    # No replica count (an autoscaler's): one available pod is enough.
+    assert available(replace(deployment(NEW, "canary", replicas=1, available=1), replicas=None))
+    assert not available(replace(deployment(NEW, "canary", replicas=1, available=0), replicas=None))
