@@ -28,7 +28,7 @@ from test_rollout import (
     serving,
 )
 
-from modeldeploy.conditions import Phase
+from modeldeploy.conditions import Phase, Reason
 from modeldeploy.rollout import (
     ANNOTATION_ABORT,
     ANNOTATION_PROMOTE,
@@ -481,6 +481,9 @@ def test_a_retried_rollback_with_recorded_artifacts_starts_its_canary_without_op
     )
     assert (after.canary_step_start, after.analysis) == (LATER, AnalysisStatus())
     assert after.optimization == status.optimization
+    # One Event says what happened: the retry, not also "retry ignored: a canary is running".
+    reasons = [action.reason for action in decision.actions if isinstance(action, RecordEvent)]
+    assert Reason.MANUAL_ANNOTATION_IGNORED not in reasons, decision.actions
 
 
 def test_the_model_check_is_due_once_for_the_recorded_canary_of_the_desired_revision() -> None:

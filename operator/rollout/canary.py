@@ -30,7 +30,7 @@ def on_canary(r: Round) -> None:
         r.consume(ANNOTATION_PROMOTE)
         promote(r, "promoted by annotation modeldeploy.io/promote")
         return
-    if r.manual.retry:
+    if r.manual.retry and ANNOTATION_RETRY not in r.consumed:  # not when this round's retry started it
         r.consume(ANNOTATION_RETRY)
         r.event(
             "Normal", Reason.MANUAL_ANNOTATION_IGNORED, f"{ANNOTATION_RETRY} ignored: a canary is running"
