@@ -151,12 +151,23 @@ class Recorder:
             self.ready.setdefault(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}", now)
 
     def _follow(self, path: str, record: Any) -> None:
+        version: str | None = None
         while not self.stop.is_set():
             try:
-                version = self.client.request("GET", path)["metadata"]["resourceVersion"]
+                if version is None:  # (re)list: what changed while no watch ran is in the items
+                    listing = self.client.request("GET", path)
+                    for item in listing.get("items", []):
+                        record(item, time.monotonic())
+                    version = listing["metadata"]["resourceVersion"]
+                # Each watch ends after 30 s; the next one resumes where it stopped, so no event is lost.
                 for event in self.client.watch(path, version, timeout_s=30):
+                    if event.get("type") == "ERROR":  # 410 Gone: the version is too old, list again
+                        version = None
+                        break
                     record(event["object"], time.monotonic())
+                    version = event["object"]["metadata"].get("resourceVersion", version)
             except (ApiError, OSError, ValueError, KeyError):
+                version = None
                 time.sleep(0.2)
 
 
