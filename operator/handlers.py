@@ -6,7 +6,8 @@
 - events of the ModelDeployment and of its children wake that object's reconcile loop at once.
 - one daemon per ModelDeployment runs the reconcile loop (`modeldeploy.reconciler`): level-based,
   woken by events, by its own clock (next analysis, deadline) and by a periodic resync.
-- create/update/resume validate the spec: a bad spec is a PermanentError (no retry until it changes).
+- no create/update handlers: the reconcile loop validates the spec itself (InvalidSpec conditions and
+  Event), so kopf keeps no progress or diff-base annotations (no copy of the spec, no extra writes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -30,7 +32,6 @@ from modeldeploy.reconciler import (
     reconcile,
 )
 from modeldeploy.rendering import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL, VERSION
-from modeldeploy.spec import SpecError, check_name, parse_spec
 
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -42,16 +43,22 @@ FORBIDDEN = 403
 CONFLICT_WAIT_S = 1.0  # after a conflict, wait at most this long for kopf to deliver the newer object
 # Longer than the reconcile's own longest wait (Runtime.consistency_timeout_s, 5 s).
 CANCELLATION_BACKOFF_S = 6.0
+FINALIZER = "modeldeploy.io/finalizer"
+# kopf adds its finalizer in the same cycle that starts the daemon; a status written before that patch
+# lands conflicts with it (409) and the first round is decided twice. It lands within milliseconds on a
+# quiet API server, within seconds on a busy one (waiting is cheaper than the conflict there).
+FINALIZER_WAIT_S = 10.0
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """kopf settings every `modeldeploy run` uses (also applied by tests that run the operator)."""
-    # Progress in annotations: a structural CRD schema prunes unknown status fields (kopf #321).
+    # Were a create/update handler ever added: progress in annotations, as a structural CRD schema prunes
+    # unknown status fields (kopf #321). None exists now, so kopf writes neither.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldeploy.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="modeldeploy.io", key="last-handled-configuration"
     )
-    settings.persistence.finalizer = "modeldeploy.io/finalizer"
+    settings.persistence.finalizer = FINALIZER
     # Silent watch stalls are kopf's most reported reliability problem (kopf #698, #787, #1276).
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_S
@@ -87,46 +94,33 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index("apps", "v1", "deployments", labels=OWNED)
-def revision_deployments(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def revision_deployments(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     key, deployment = owner_key(body), observed_deployment(body)
     return {key: deployment} if key and deployment else {}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
-def optimization_jobs(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def optimization_jobs(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     key, job = owner_key(body), observed_job(body)
     return {key: job} if key and job else {}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     key = owner_key(body)
     if key is not None:
         memo.runtime.poke(key)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def modeldeployment_changed(
+async def modeldeployment_changed(
     *, namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any
 ) -> None:
     key = (namespace or "", name)
     # Our own status write coming back is no news; anything else (spec, annotations) is.
     if not memo.runtime.saw(key, meta.get("resourceVersion")):
         memo.runtime.poke(key)
-
-
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-def validate(name: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime | None = getattr(memo, "runtime", None)
-    try:
-        check_name(name)
-        parse_spec(dict(spec), runtime.defaults if runtime is not None else BUILTIN)
-    except SpecError as error:
-        # The reconcile loop writes the InvalidSpec condition; kopf records the failure as an Event.
-        raise kopf.PermanentError(f"invalid ModelDeployment:\n{error}") from None
 
 
 # On shutdown or deletion, a reconcile in flight may finish (it checks `stopped` between rounds) before kopf
@@ -148,6 +142,9 @@ async def reconcile_loop(
     key = (namespace or "", name)
     waker = runtime.waker(key)
     failures, last_error = 0, ""
+    await _until(
+        lambda: FINALIZER in body.get("metadata", {}).get("finalizers", ()), stopped, FINALIZER_WAIT_S
+    )
     try:
         while not stopped:
             waker.clear()
@@ -167,7 +164,7 @@ async def reconcile_loop(
                     # user's edit): expected with optimistic concurrency; decide again from the new one
                     # once kopf has it (deciding from the same stale body would only conflict again).
                     logger.debug("status write conflicted; deciding again: %s", error)
-                    await _newer(body, decided_from, stopped, CONFLICT_WAIT_S)
+                    await _until(_moved_past(body, decided_from), stopped, CONFLICT_WAIT_S)
                     continue
                 failures += 1
                 delay = failure_delay(runtime, failures)
@@ -201,13 +198,15 @@ def failure_delay(runtime: Runtime, failures: int) -> float:
     return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
-async def _newer(body: kopf.Body, version: str | None, stopped: kopf.DaemonStopped, timeout: float) -> None:
-    """Until kopf's live body has moved past `version` (it is updated in place by the watch)."""
+def _moved_past(body: kopf.Body, version: str | None) -> Callable[[], bool]:
+    return lambda: body.get("metadata", {}).get("resourceVersion") != version
+
+
+async def _until(condition: Callable[[], bool], stopped: kopf.DaemonStopped, timeout: float) -> None:
+    """Until `condition` holds on kopf's live body (the watch updates it in place), or `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while body.get("metadata", {}).get("resourceVersion") == version and not stopped:
-        if loop.time() > deadline:
-            return
+    while not condition() and not stopped and loop.time() < deadline:
         await asyncio.sleep(0.02)
 
 

@@ -89,9 +89,9 @@ async def test_create_optimizes_then_serves_and_reports_ready(world: World) -> N
             ),
             "the deleted Deployment re-applied",
         )
-        # Only what the operator asked kopf to keep: its finalizer and progress annotations, all ours.
+        # Only what the operator asked kopf to keep: its finalizer; no progress or diff-base annotations.
         assert mdep["metadata"]["finalizers"] == ["modeldeploy.io/finalizer"]
-        assert all(not key.startswith("kopf.zalando.org") for key in mdep["metadata"].get("annotations", {}))
+        assert mdep["metadata"].get("annotations", {}) == {}
 
 
 async def test_new_revision_goes_through_the_canary_steps_and_is_promoted(world: World) -> None:
@@ -232,9 +232,9 @@ async def test_invalid_spec_fails_permanently_with_a_condition_and_no_children(w
         await eventually(lambda: ("Warning", "InvalidSpec") in view.events(), "a Warning Event")
         assert view.jobs() == {}
         assert view.deployments() == {}
-        progress = view.mdep()["metadata"].get("annotations", {})
-        # kopf marks the spec as handled (failed for good): no retries until the spec changes.
-        assert "modeldeploy.io/last-handled-configuration" in progress
+        # The loop refuses the spec itself: kopf keeps no copy of it in an annotation (a signed model URL
+        # would be readable by everyone who may read the object's metadata).
+        assert view.mdep()["metadata"].get("annotations", {}) == {}
 
 
 async def test_optimization_failure_of_a_new_revision_keeps_stable_and_degrades(world: World) -> None:
