@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import shutil
@@ -44,6 +45,7 @@ HANDOFF_FIELD_MANAGER = "modeldeploy-handoff"
 RETRIABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT_S = 30.0
 MISSING_API_RECHECK_S = 60.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,10 @@ class Kube:
                 await k8s_config.load_kube_config(client_configuration=configuration)
         else:
             await k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        if not any(os.environ.get(name) for name in PROXY_VARIABLES):
+            # Without proxy variables, aiohttp's trust_env only adds a proxy and ~/.netrc lookup in a thread
+            # to every request (a tenth of the operator's CPU at 200 objects); with them, it is kept.
+            configuration.client_session_kwargs = {"trust_env": False}
         api = k8s_client.ApiClient(configuration=configuration)
         # Discovery is cached per process: a shared cache file in /tmp can be stale for another cluster.
         cache_dir = Path(tempfile.mkdtemp(prefix="modeldeploy-discovery-"))

@@ -205,9 +205,12 @@ async def _act(
     `served_before`: the status this round started from had a stable revision."""
     deferred = False
     present = {d.name for d in observed.deployments.values()} | {j.name for j in observed.jobs.values()}
+    inputs = _inputs_digest(body, observed)
     for action in decision.actions:
         if isinstance(action, RecordEvent):
             continue  # recorded once the status that explains them is stored
+        if _carried_out_lately(runtime, owner, action, inputs, present):
+            continue  # the same action from the same spec: rendering again would only find it applied
         manifests = _manifests(owner, spec, action)
         for manifest in manifests:
             if manifest["kind"] in observed.missing_apis:
@@ -220,8 +223,46 @@ async def _act(
         if isinstance(action, ApplyTrafficObjects):
             # Traffic objects exist only once a stable was recorded: before that there is nothing to prune.
             await _prune(runtime, owner, manifests, logger, listing=served_before)
+        _remember(runtime, owner, action, inputs, manifests)
         await _side_effect(runtime, owner, body, action, logger)
     return deferred
+
+
+def _inputs_digest(body: Mapping[str, Any], observed: Observed) -> str:
+    """What the children rendered for an action depend on besides the action: the spec, the owner's uid,
+    and which optional APIs are missing (their children are left out)."""
+    inputs = [body.get("spec"), body["metadata"].get("uid"), sorted(observed.missing_apis)]
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _carried_out_lately(
+    runtime: Runtime, owner: rendering.Owner, action: Action, inputs: str, present: set[str]
+) -> bool:
+    """This apply action was the last one carried out on its children, from the same inputs, within
+    `reapply_s`, and its Deployment or Job (if any) is still there: nothing to render, send or prune."""
+    target = _target(action)
+    memo = runtime.acted.get((owner.namespace, owner.name, target)) if target else None
+    if memo is None or memo[:2] != (action, inputs) or time.monotonic() - memo[2] >= runtime.reapply_s:
+        return False
+    return all(name in present for name in memo[3])
+
+
+def _remember(
+    runtime: Runtime, owner: rendering.Owner, action: Action, inputs: str, manifests: list[dict[str, Any]]
+) -> None:
+    target = _target(action)
+    if target:
+        watched = tuple(m["metadata"]["name"] for m in manifests if m["kind"] in ("Deployment", "Job"))
+        runtime.acted[(owner.namespace, owner.name, target)] = (action, inputs, time.monotonic(), watched)
+
+
+def _target(action: Action) -> str | None:
+    """The children an apply action writes (a later action on the same target replaces the memo)."""
+    if isinstance(action, ApplyJob):
+        return f"job/{action.revision}"
+    if isinstance(action, ApplyDeployment):
+        return f"deployment/{action.revision}"
+    return "traffic" if isinstance(action, ApplyTrafficObjects) else None
 
 
 async def _prune(
@@ -249,6 +290,7 @@ async def _prune(
             name = child["metadata"]["name"]
             await runtime.kube.delete(ObjectRef(api_version, kind, owner.namespace, name))
             runtime.applied.pop((api_version, kind, owner.namespace, name), None)
+            runtime.forget_acted(key)
             logger.info("pruned %s %s: the spec no longer asks for it", kind, name)
     runtime.pruned[key] = wanted
 
@@ -299,10 +341,12 @@ async def _side_effect(
     elif isinstance(action, DeleteDeployment):
         await runtime.kube.delete(ObjectRef("apps/v1", "Deployment", namespace, action.name))
         runtime.applied.pop(("apps/v1", "Deployment", namespace, action.name), None)
+        runtime.forget_acted((namespace, owner.name))
         logger.info("deleted Deployment %s", action.name)
     elif isinstance(action, DeleteJob):
         await runtime.kube.delete(ObjectRef("batch/v1", "Job", namespace, action.name))
         runtime.applied.pop(("batch/v1", "Job", namespace, action.name), None)
+        runtime.forget_acted((namespace, owner.name))
         logger.info("deleted Job %s", action.name)
     elif isinstance(action, ClearAnnotation):
         await _patch_own(

@@ -43,6 +43,12 @@ class Runtime:
     own_versions: dict[Key, list[str]] = field(default_factory=dict)
     settled: dict[Key, asyncio.Event] = field(default_factory=dict)
     applied: dict[tuple[str, str, str | None, str], tuple[str, float]] = field(default_factory=dict)
+    # The last apply action carried out on each target (namespace, name, "job/REV" | "deployment/REV" |
+    # "traffic"): the action, the digest of its inputs, when, and the Deployments/Jobs it wrote. A reconcile
+    # that plans the same again renders nothing; any delete of the object's children drops its entries.
+    acted: dict[tuple[str, str, str], tuple[object, str, float, tuple[str, ...]]] = field(
+        default_factory=dict
+    )
     pruned: dict[Key, frozenset[tuple[str, str, str]]] = field(default_factory=dict)
     retry_max_s: float = 300.0  # failed reconciles back off exponentially up to this
     # Why the last reconcile of an object failed: the next one records it (`Reconciled` condition) in the
@@ -93,6 +99,10 @@ class Runtime:
         if after:
             self.own_versions[key] = [*self.own_versions.get(key, [])[-7:], after]
 
+    def forget_acted(self, key: Key) -> None:
+        for acted_key in [k for k in self.acted if k[:2] == key]:
+            del self.acted[acted_key]
+
     def forget(self, key: Key) -> None:
         self.wakers.pop(key, None)
         self.stale_versions.pop(key, None)
@@ -103,6 +113,7 @@ class Runtime:
         namespace, name = key
         for applied_key in [k for k in self.applied if k[2] == namespace and _belongs(k[3], name)]:
             del self.applied[applied_key]
+        self.forget_acted(key)
         self.metrics.forget(namespace, name, PHASES)
 
 
