@@ -2,7 +2,9 @@
 unscheduled Pod to it (there is no scheduler either) and reports pod status the way a kubelet would:
 Running with a pod IP, containers started and Ready (or not Ready, when the policy says so), and for pods
 of a Job, the container's termination with an exit code and a termination message. Pods that are being
-deleted are removed at once, as a kubelet confirms a graceful deletion. What the pods' containers would
+deleted are removed at once, as a kubelet confirms a graceful deletion. Like the kubelet's pod workers,
+pods are handled concurrently (in `POD_WORKERS` threads), each pod's steps in order in one of them. What
+the pods' containers would
 compute is decided by a `PodPolicy` (scripted outcomes in tests and `make cluster`), or, with a
 `LivePolicy`, by real local processes that report their status changes over time (the sandbox)."""
 
@@ -13,7 +15,9 @@ import datetime
 import ipaddress
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 NODE_NAME = "modeldeploy-node"
 REVISION_LABEL = "modeldeploy.io/revision"
+# A pod's steps go to the worker its uid hashes to: in order for one pod, concurrent across pods (one
+# thread doing every pod's requests in turn was the bottleneck of 200 objects in benchmarks/reconcile.py).
+POD_WORKERS = 8
 DEFAULT_JOB_MESSAGE = '{"v": 1, "cached": false, "chosen": "int8-dynamic", "after": {"sizeBytes": 1000}}'
 
 
@@ -143,11 +150,13 @@ class PodAddresses:
     def __init__(self, network: str = "10.244.0.0/16") -> None:
         self._hosts = ipaddress.ip_network(network).hosts()
         self._by_uid: dict[str, str] = {}
+        self._lock = threading.Lock()  # pod workers ask concurrently
 
     def for_pod(self, uid: str) -> str:
-        if uid not in self._by_uid:
-            self._by_uid[uid] = str(next(self._hosts))
-        return self._by_uid[uid]
+        with self._lock:
+            if uid not in self._by_uid:
+                self._by_uid[uid] = str(next(self._hosts))
+            return self._by_uid[uid]
 
 
 class NodeAgent:
@@ -166,7 +175,10 @@ class NodeAgent:
         self.node_name = node_name
         self.addresses = addresses or PodAddresses()
         self._stopping = threading.Event()
+        self._relist = threading.Event()  # a pod worker failed: list every pod again
         self._thread: threading.Thread | None = None
+        self._workers = [ThreadPoolExecutor(1, f"pod-worker-{n}") for n in range(POD_WORKERS)]
+        self._clients = [RestClient(credentials) for _ in range(POD_WORKERS)]
         self._started: set[str] = set()
         self._terminating: set[str] = set()
 
@@ -195,6 +207,9 @@ class NodeAgent:
         self.client.close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for worker, client in zip(self._workers, self._clients, strict=True):
+            worker.shutdown(wait=False, cancel_futures=True)
+            client.close()
 
     def register_node(self) -> None:
         node = {
@@ -220,25 +235,42 @@ class NodeAgent:
     def _follow_pods(self) -> None:
         while not self._stopping.is_set():
             try:
+                self._relist.clear()
                 listing = self.client.request("GET", "/api/v1/pods")
                 for pod in listing.get("items", []):
-                    self.handle(pod)
+                    self._dispatch(pod)
                 version = listing["metadata"]["resourceVersion"]
-                while not self._stopping.is_set():
+                while not self._stopping.is_set() and not self._relist.is_set():
                     for event in self.client.watch("/api/v1/pods", version, timeout_s=30):
                         if event["type"] == "ERROR":
                             raise ApiError(event["object"].get("code", 500), "WATCH", "/api/v1/pods", "")
                         version = event["object"]["metadata"]["resourceVersion"]
                         if event["type"] != "DELETED":
-                            self.handle(event["object"])
+                            self._dispatch(event["object"])
+                        if self._relist.is_set():
+                            break
             except Exception as error:  # a broken watch, a restarted API server: list again
                 if self._stopping.is_set():
                     return
                 logger.info("node agent: re-listing pods after %s", error)
                 self._stopping.wait(0.5)
 
-    def handle(self, pod: Mapping[str, Any]) -> None:
+    def _dispatch(self, pod: Mapping[str, Any]) -> None:
+        lane = zlib.crc32(pod["metadata"]["uid"].encode()) % POD_WORKERS
+        with contextlib.suppress(RuntimeError):  # the agent is stopping: its workers are shut down
+            self._workers[lane].submit(self._work, pod, lane)
+
+    def _work(self, pod: Mapping[str, Any], lane: int) -> None:
+        try:
+            self.handle(pod, self._clients[lane])
+        except Exception as error:  # the step is retried from a fresh listing
+            if not self._stopping.is_set():
+                logger.info("node agent: pod %s: %s; listing pods again", pod["metadata"]["name"], error)
+                self._relist.set()
+
+    def handle(self, pod: Mapping[str, Any], client: RestClient | None = None) -> None:
         """Move one pod one step, as a kubelet (and the scheduler) would."""
+        client = client or self.client
         meta, spec = pod["metadata"], pod["spec"]
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         try:
@@ -248,14 +280,14 @@ class NodeAgent:
                     threading.Thread(target=self._terminate, args=(pod,), daemon=True).start()
             elif meta.get("deletionTimestamp"):
                 body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
-                self.client.request("DELETE", path, body)
+                client.request("DELETE", path, body)
             elif not spec.get("nodeName"):
                 target = {"apiVersion": "v1", "kind": "Node", "name": self.node_name}
                 binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"]}}
-                self.client.request("POST", f"{path}/binding", {**binding, "target": target})
+                client.request("POST", f"{path}/binding", {**binding, "target": target})
             elif spec["nodeName"] == self.node_name and meta["uid"] not in self._started:
                 self._started.add(meta["uid"])
-                self.client.request(
+                client.request(
                     "PATCH", f"{path}/status", {"status": self.status_for(pod)}, content_type=MERGE_PATCH
                 )
         except ApiError as error:
