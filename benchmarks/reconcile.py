@@ -125,26 +125,73 @@ def raw_rate(plane: ControlPlane, count: int) -> float:
     return rate
 
 
+def create_all(plane: ControlPlane, count: int, rate: float | None) -> dict[str, float]:
+    """Create the ModelDeployments: paced at `rate`, or in a burst by 8 writers (as the raw client writes);
+    returns when each was created."""
+    created: dict[str, float] = {}
+    clients = threading.local()
+    start = time.monotonic()
+
+    def create(index: int) -> None:
+        if rate:
+            time.sleep(max(0.0, start + index / rate - time.monotonic()))
+        client = getattr(clients, "client", None) or RestClient(plane.credentials)
+        clients.client = client
+        namespace = NAMESPACES[index % len(NAMESPACES)]
+        body = manifest(index)
+        created[f"{namespace}/{body['metadata']['name']}"] = time.monotonic()
+        client.request("POST", f"{MDEPS_PATH}/namespaces/{namespace}/modeldeployments", body)
+
+    # Paced: one writer keeps the rate (a request takes far less than 1/rate); a burst: 8 writers.
+    with concurrent.futures.ThreadPoolExecutor(1 if rate else 8) as pool:
+        list(pool.map(create, range(count)))
+    return created
+
+
 class Recorder:
-    """Watches (in threads) when each object's stable Deployment appears and when it is Ready."""
+    """Watches (in threads) when each object's children appear and finish, and when it is Ready: the
+    operator's own reaction times are create → Job, Job complete → Deployment, available → Ready."""
 
     def __init__(self, plane: ControlPlane) -> None:
         self.client = RestClient(plane.credentials)
+        self.job_created: dict[str, float] = {}
+        self.job_complete: dict[str, float] = {}
         self.deployed: dict[str, float] = {}
+        self.available: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self.stop = threading.Event()
 
     def start(self) -> None:
         for path, record in (
+            ("/apis/batch/v1/jobs", self._job),
             ("/apis/apps/v1/deployments", self._deployment),
             (f"{MDEPS_PATH}/modeldeployments", self._mdep),
         ):
             threading.Thread(target=self._follow, args=(path, record), daemon=True).start()
 
-    def _deployment(self, obj: dict[str, Any], now: float) -> None:
+    @staticmethod
+    def _instance(obj: dict[str, Any]) -> str | None:
         instance = obj["metadata"].get("labels", {}).get("app.kubernetes.io/instance")
-        if instance and instance.startswith("model-"):
-            self.deployed.setdefault(f"{obj['metadata']['namespace']}/{instance}", now)
+        return (
+            f"{obj['metadata']['namespace']}/{instance}"
+            if instance and instance.startswith("model-")
+            else None
+        )
+
+    def _job(self, obj: dict[str, Any], now: float) -> None:
+        key = self._instance(obj)
+        if key:
+            self.job_created.setdefault(key, now)
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Complete" and c.get("status") == "True" for c in conditions):
+                self.job_complete.setdefault(key, now)
+
+    def _deployment(self, obj: dict[str, Any], now: float) -> None:
+        key = self._instance(obj)
+        if key:
+            self.deployed.setdefault(key, now)
+            if ((obj.get("status") or {}).get("availableReplicas") or 0) >= 1:
+                self.available.setdefault(key, now)
 
     def _mdep(self, obj: dict[str, Any], now: float) -> None:
         if (obj.get("status") or {}).get("phase") == "Ready":
@@ -192,21 +239,27 @@ def start_operator(plane: ControlPlane, workdir: pathlib.Path) -> tuple[subproce
     return process, log
 
 
-def operator_requests(plane: ControlPlane, since: float) -> Counter[str]:
-    """The operator's requests after `since` (epoch s), by `verb resource[/subresource]`."""
-    counts: Counter[str] = Counter()
+def audited_requests(plane: ControlPlane, since: float) -> tuple[Counter[str], Counter[str]]:
+    """After `since` (epoch s): the operator's requests by `verb resource[/subresource]`, and every
+    client's request count (the API server's whole load: controllers, the node agent, the recorder)."""
+    operator: Counter[str] = Counter()
+    clients: Counter[str] = Counter()
     for event in plane.audit_events():
-        if event.get("user", {}).get("username") != OPERATOR_USER:
-            continue
         stamp = event.get("requestReceivedTimestamp", "")
         if calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) < int(since):
+            continue
+        user = event.get("user", {}).get("username", "?")
+        clients[user.removeprefix("system:serviceaccount:kube-system:")] += 1
+        if user != OPERATOR_USER:
             continue
         ref = event.get("objectRef", {})
         resource = ref.get("resource", event.get("requestURI", "?").split("?")[0])
         if ref.get("subresource"):
             resource += "/" + ref["subresource"]
-        counts[f"{event.get('verb')} {resource}"] += 1
-    return counts
+        operator[f"{event.get('verb')} {resource}"] += 1
+        if (event.get("responseStatus") or {}).get("code") == 409:
+            operator["(of these: refused with 409 Conflict)"] += 1
+    return operator, clients
 
 
 def run(count: int, rate: float | None, timeout_s: float) -> int:
@@ -237,24 +290,16 @@ def run(count: int, rate: float | None, timeout_s: float) -> int:
         recorder = Recorder(plane)
         recorder.start()
         process, _log = start_operator(plane, workdir)
-        client = RestClient(plane.credentials)
-        created: dict[str, float] = {}
         since = time.time()
         start = time.monotonic()
-        for index in range(count):
-            namespace = NAMESPACES[index % len(NAMESPACES)]
-            body = manifest(index)
-            created[f"{namespace}/{body['metadata']['name']}"] = time.monotonic()
-            client.request("POST", f"{MDEPS_PATH}/namespaces/{namespace}/modeldeployments", body)
-            if rate:
-                time.sleep(max(0.0, start + (index + 1) / rate - time.monotonic()))
+        created = create_all(plane, count, rate)
         deadline = time.monotonic() + timeout_s
         while len(recorder.ready) < count and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.1)
         elapsed = time.monotonic() - start
         rss = peak_rss_mib(process.pid) if process.poll() is None else float("nan")
         recorder.stop.set()
-        requests = operator_requests(plane, since)
+        requests, clients = audited_requests(plane, since)
     finally:
         if process is not None:
             process.terminate()
@@ -262,7 +307,7 @@ def run(count: int, rate: float | None, timeout_s: float) -> int:
         agent.stop()
         plane.stop()
 
-    report(Outcome(count, rate, created, recorder, elapsed, raw, requests, rss))
+    report(Outcome(count, rate, created, recorder, elapsed, raw, requests, rss, clients))
     if len(recorder.ready) < count:
         print(f"NOT ALL READY; operator log: {workdir / 'operator.log'}", file=sys.stderr)
         return 1
@@ -280,21 +325,30 @@ class Outcome:
     raw: float
     requests: Counter[str]
     rss: float
+    clients: Counter[str]
+
+
+def between(start: dict[str, float], end: dict[str, float]) -> list[float]:
+    """Seconds from each object's `start` to its `end`, for objects that reached both."""
+    return [end[key] - start[key] for key in start if key in end]
 
 
 def report(outcome: Outcome) -> None:
     count, rate, created, recorder = outcome.count, outcome.rate, outcome.created, outcome.recorder
     elapsed, raw, requests = outcome.elapsed, outcome.raw, outcome.requests
-    to_children = [recorder.deployed[key] - created[key] for key in created if key in recorder.deployed]
-    to_ready = [recorder.ready[key] - created[key] for key in created if key in recorder.ready]
+    to_children = between(created, recorder.deployed)
+    to_ready = between(created, recorder.ready)
     mode = f"paced at {rate}/s" if rate else "one burst"
     print(
         f"objects: {count} created ({mode}), {len(to_children)} with children, {len(to_ready)} Ready", end=""
     )
     print(f" in {elapsed:.1f}s")
     for label, values in (
-        ("create → children (stable Deployment)", to_children),
+        ("create → stable Deployment (through the Job)", to_children),
         ("create → phase Ready", to_ready),
+        ("operator: create → Job applied", between(created, recorder.job_created)),
+        ("operator: Job complete → Deployment applied", between(recorder.job_complete, recorder.deployed)),
+        ("operator: Deployment available → phase Ready", between(recorder.available, recorder.ready)),
     ):
         if values:
             p50, p99 = statistics.median(values), percentile(values, 0.99)
@@ -302,12 +356,18 @@ def report(outcome: Outcome) -> None:
     throughput = len(to_ready) / elapsed
     print(f"throughput: {throughput:.1f} objects/s; raw API rate for the same children: {raw:.1f} objects/s")
     print(f"operator / raw: {throughput / raw:.2f}" + (" (paced: bounded by the rate)" if rate else ""))
+    conflicts = requests.pop("(of these: refused with 409 Conflict)", 0)
     total = sum(requests.values())
     writes = sum(n for key, n in requests.items() if key.split()[0] in WRITE_VERBS)
     print(f"operator API requests per object: {total / count:.1f} ({writes / count:.1f} writes)")
     for key, n in requests.most_common(12):
         print(f"  {n / count:5.2f}  {key}")
+    print(f"  ({conflicts / count:.2f} of them refused with 409 Conflict)")
     print(f"operator peak RSS: {outcome.rss:.0f} MiB")
+    load = sum(outcome.clients.values())
+    print(f"API server load, all clients: {load / count:.1f} requests per object; the largest:")
+    for user, n in outcome.clients.most_common(8):
+        print(f"  {n / count:5.2f}  {user}")
 
 
 def main() -> int:
