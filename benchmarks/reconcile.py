@@ -303,7 +303,11 @@ def run(count: int, rate: float | None, timeout_s: float) -> int:
     finally:
         if process is not None:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # never leave it (and the control plane) running
+                process.kill()
+                process.wait()
         agent.stop()
         plane.stop()
 

@@ -5,6 +5,7 @@ certificate. The operator itself talks to the API through `modeldeploy.kube`."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import requests
 
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+THROTTLED = 429
+THROTTLED_ATTEMPTS = 10
 
 
 class ApiError(Exception):
@@ -55,14 +58,19 @@ class RestClient:
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        response = self._session.request(
-            method,
-            self.credentials.server + path,
-            data=None if body is None else json.dumps(body),
-            headers={"Content-Type": content_type, "Accept": "application/json"},
-            params=params,
-            timeout=self.timeout_s,
-        )
+        for _ in range(THROTTLED_ATTEMPTS):
+            response = self._session.request(
+                method,
+                self.credentials.server + path,
+                data=None if body is None else json.dumps(body),
+                headers={"Content-Type": content_type, "Accept": "application/json"},
+                params=params,
+                timeout=self.timeout_s,
+            )
+            # 429: throttled, or a just-created CRD's storage still initializing; come back as asked.
+            if response.status_code != THROTTLED:
+                break
+            time.sleep(min(float(response.headers.get("Retry-After") or 1), 2.0))
         if response.status_code >= 400:
             raise ApiError(response.status_code, method, path, response.text)
         result: dict[str, Any] = response.json() if response.content else {}
