@@ -239,11 +239,21 @@ def start_operator(plane: ControlPlane, workdir: pathlib.Path) -> tuple[subproce
     return process, log
 
 
-def audited_requests(plane: ControlPlane, since: float) -> tuple[Counter[str], Counter[str]]:
-    """After `since` (epoch s): the operator's requests by `verb resource[/subresource]`, and every
-    client's request count (the API server's whole load: controllers, the node agent, the recorder)."""
+@dataclass(frozen=True)
+class Audited:
+    """After the operator started: its requests by `verb resource[/subresource]`, how many of them were
+    refused with 409 Conflict, and every client's request count (the API server's whole load)."""
+
+    operator: Counter[str]
+    conflicts: int
+    clients: Counter[str]
+
+
+def audited_requests(plane: ControlPlane, since: float) -> Audited:
+    """The audit log's requests after `since` (epoch s)."""
     operator: Counter[str] = Counter()
     clients: Counter[str] = Counter()
+    conflicts = 0
     for event in plane.audit_events():
         stamp = event.get("requestReceivedTimestamp", "")
         if calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) < int(since):
@@ -257,9 +267,8 @@ def audited_requests(plane: ControlPlane, since: float) -> tuple[Counter[str], C
         if ref.get("subresource"):
             resource += "/" + ref["subresource"]
         operator[f"{event.get('verb')} {resource}"] += 1
-        if (event.get("responseStatus") or {}).get("code") == 409:
-            operator["(of these: refused with 409 Conflict)"] += 1
-    return operator, clients
+        conflicts += (event.get("responseStatus") or {}).get("code") == 409
+    return Audited(operator, conflicts, clients)
 
 
 def run(count: int, rate: float | None, timeout_s: float) -> int:
@@ -299,7 +308,7 @@ def run(count: int, rate: float | None, timeout_s: float) -> int:
         elapsed = time.monotonic() - start
         rss = peak_rss_mib(process.pid) if process.poll() is None else float("nan")
         recorder.stop.set()
-        requests, clients = audited_requests(plane, since)
+        audited = audited_requests(plane, since)
     finally:
         if process is not None:
             process.terminate()
@@ -311,7 +320,7 @@ def run(count: int, rate: float | None, timeout_s: float) -> int:
         agent.stop()
         plane.stop()
 
-    report(Outcome(count, rate, created, recorder, elapsed, raw, requests, rss, clients))
+    report(Outcome(count, rate, created, recorder, elapsed, raw, audited, rss))
     if len(recorder.ready) < count:
         print(f"NOT ALL READY; operator log: {workdir / 'operator.log'}", file=sys.stderr)
         return 1
@@ -327,9 +336,8 @@ class Outcome:
     recorder: Recorder
     elapsed: float
     raw: float
-    requests: Counter[str]
+    audited: Audited
     rss: float
-    clients: Counter[str]
 
 
 def between(start: dict[str, float], end: dict[str, float]) -> list[float]:
@@ -339,7 +347,7 @@ def between(start: dict[str, float], end: dict[str, float]) -> list[float]:
 
 def report(outcome: Outcome) -> None:
     count, rate, created, recorder = outcome.count, outcome.rate, outcome.created, outcome.recorder
-    elapsed, raw, requests = outcome.elapsed, outcome.raw, outcome.requests
+    elapsed, raw, requests = outcome.elapsed, outcome.raw, outcome.audited.operator
     to_children = between(created, recorder.deployed)
     to_ready = between(created, recorder.ready)
     mode = f"paced at {rate}/s" if rate else "one burst"
@@ -360,17 +368,16 @@ def report(outcome: Outcome) -> None:
     throughput = len(to_ready) / elapsed
     print(f"throughput: {throughput:.1f} objects/s; raw API rate for the same children: {raw:.1f} objects/s")
     print(f"operator / raw: {throughput / raw:.2f}" + (" (paced: bounded by the rate)" if rate else ""))
-    conflicts = requests.pop("(of these: refused with 409 Conflict)", 0)
     total = sum(requests.values())
     writes = sum(n for key, n in requests.items() if key.split()[0] in WRITE_VERBS)
     print(f"operator API requests per object: {total / count:.1f} ({writes / count:.1f} writes)")
     for key, n in requests.most_common(12):
         print(f"  {n / count:5.2f}  {key}")
-    print(f"  ({conflicts / count:.2f} of them refused with 409 Conflict)")
+    print(f"  ({outcome.audited.conflicts / count:.2f} of them refused with 409 Conflict)")
     print(f"operator peak RSS: {outcome.rss:.0f} MiB")
-    load = sum(outcome.clients.values())
+    load = sum(outcome.audited.clients.values())
     print(f"API server load, all clients: {load / count:.1f} requests per object; the largest:")
-    for user, n in outcome.clients.most_common(8):
+    for user, n in outcome.audited.clients.most_common(8):
         print(f"  {n / count:5.2f}  {user}")
 
 

@@ -45,6 +45,7 @@ PRUNABLE = (
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
 RECENT_APPLY_S = 2.0
+WATCHED_KINDS = ("Deployment", "Job")  # kopf's indexes hold them: a deleted one is noticed at once
 
 
 async def act(
@@ -73,7 +74,7 @@ async def act(
             if manifest["kind"] in observed.missing_apis:
                 continue  # its API is not installed: the ChildrenApplied condition says so
             # A Deployment or Job missing from the index was deleted behind our back: apply it now.
-            watched = manifest["kind"] in ("Deployment", "Job")
+            watched = manifest["kind"] in WATCHED_KINDS
             gone = watched and manifest["metadata"]["name"] not in present
             sent = await _apply(runtime, manifest, gone=gone)
             deferred |= gone and not sent
@@ -109,7 +110,7 @@ def _remember(
 ) -> None:
     target = _target(action)
     if target:
-        watched = tuple(m["metadata"]["name"] for m in manifests if m["kind"] in ("Deployment", "Job"))
+        watched = tuple(m["metadata"]["name"] for m in manifests if m["kind"] in WATCHED_KINDS)
         runtime.acted[(owner.namespace, owner.name, target)] = (action, inputs, time.monotonic(), watched)
 
 
@@ -145,9 +146,7 @@ async def _prune(
         existing = await runtime.kube.list(api_version, kind, owner.namespace, selector)
         for child in prune(wanted, (_with_kind(c, api_version, kind) for c in existing), owner.uid):
             name = child["metadata"]["name"]
-            await runtime.kube.delete(ObjectRef(api_version, kind, owner.namespace, name))
-            runtime.applied.pop((api_version, kind, owner.namespace, name), None)
-            runtime.forget_acted(key)
+            await _delete(runtime, owner, ObjectRef(api_version, kind, owner.namespace, name))
             logger.info("pruned %s %s: the spec no longer asks for it", kind, name)
     runtime.pruned[key] = wanted
 
@@ -196,19 +195,22 @@ async def _side_effect(
         await runtime.kube.apply(handoff, field_manager=HANDOFF_FIELD_MANAGER)
         logger.info("handed replicas=%d of Deployment %s to %s", action.replicas, name, HANDOFF_FIELD_MANAGER)
     elif isinstance(action, DeleteDeployment):
-        await runtime.kube.delete(ObjectRef("apps/v1", "Deployment", namespace, action.name))
-        runtime.applied.pop(("apps/v1", "Deployment", namespace, action.name), None)
-        runtime.forget_acted((namespace, owner.name))
+        await _delete(runtime, owner, ObjectRef("apps/v1", "Deployment", namespace, action.name))
         logger.info("deleted Deployment %s", action.name)
     elif isinstance(action, DeleteJob):
-        await runtime.kube.delete(ObjectRef("batch/v1", "Job", namespace, action.name))
-        runtime.applied.pop(("batch/v1", "Job", namespace, action.name), None)
-        runtime.forget_acted((namespace, owner.name))
+        await _delete(runtime, owner, ObjectRef("batch/v1", "Job", namespace, action.name))
         logger.info("deleted Job %s", action.name)
     elif isinstance(action, ClearAnnotation):
         await patch_own(
             runtime, (namespace, owner.name), body, {"metadata": {"annotations": {action.key: None}}}
         )
+
+
+async def _delete(runtime: Runtime, owner: rendering.Owner, ref: ObjectRef) -> None:
+    """Delete a child and forget having applied it, so a plan that wants it again applies it at once."""
+    await runtime.kube.delete(ref)
+    runtime.applied.pop((ref.api_version, ref.kind, ref.namespace, ref.name), None)
+    runtime.forget_acted((owner.namespace, owner.name))
 
 
 async def _apply(runtime: Runtime, manifest: dict[str, Any], gone: bool) -> bool:

@@ -125,16 +125,18 @@ def scope_events(cluster: Cluster, scope: Scope) -> list[dict[str, Any]]:
     ]
 
 
+def request_key(event: dict[str, Any]) -> str:
+    """`verb resource[/subresource]` of an audited request (its URI when it names no resource)."""
+    ref = event.get("objectRef") or {}
+    resource = "/".join(part for part in (ref.get("resource"), ref.get("subresource")) if part)
+    return f"{event['verb']} {resource or event.get('requestURI', '')}"
+
+
 def denied(events: list[dict[str, Any]]) -> list[str]:
     """`verb resource[/subresource]` of each request the RBAC authorizer refused."""
-    refused = set()
-    for event in events:
-        if (event.get("annotations") or {}).get(DECISION) != "forbid":
-            continue
-        ref = event.get("objectRef") or {}
-        resource = "/".join(part for part in (ref.get("resource"), ref.get("subresource")) if part)
-        refused.add(f"{event['verb']} {resource or event.get('requestURI', '')}")
-    return sorted(refused)
+    return sorted(
+        {request_key(event) for event in events if (event.get("annotations") or {}).get(DECISION) == "forbid"}
+    )
 
 
 def without_rule(resource: str) -> Edit:

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from chart_identity import ChartIdentity, denied, identity_events, install_identity
+from chart_identity import ChartIdentity, denied, identity_events, install_identity, request_key
 from cluster import Cluster
 from operator_world import World
 
@@ -167,11 +167,7 @@ def assert_request_budget(events: list[dict[str, Any]]) -> None:
     """Pending → Optimizing → Deploying → Ready: one status write and one Event per phase reached, one
     ModelDeployment patch (kopf's finalizer; no progress or diff-base annotations), one pod listing (the
     finished Job's termination message), each child applied once, and no write refused as a conflict."""
-    requests: Counter[str] = Counter()
-    for event in events:
-        ref = event.get("objectRef") or {}
-        resource = "/".join(part for part in (ref.get("resource"), ref.get("subresource")) if part)
-        requests[f"{event['verb']} {resource}"] += 1
+    requests = Counter(request_key(event) for event in events)
     conflicts = [e["requestURI"] for e in events if (e.get("responseStatus") or {}).get("code") == 409]
     assert conflicts == []
     budget = {
